@@ -1,0 +1,775 @@
+/*
+ * cli.c: the operator commands.
+ *
+ * DESIGN
+ * Every command follows the same steps: parse its options (getopt_long, with
+ * "-c FILE" and "--help" everywhere), load the configuration (exit 78 with the
+ * message when it is bad), open the queue with its own connection, act, and
+ * return an exit status. Reading commands open the queue read-only, so that
+ * `gcdrop status` never blocks the daemon and works for any user who can read
+ * the state directory. Writing commands (retry, hold, release, enqueue) only
+ * add rows to the `requests` table; the daemon, the one owner of case state,
+ * carries them out within a second. When the daemon is not running the request
+ * waits for its next start.
+ */
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "store.h"
+
+/* Options every command understands. */
+struct cli_common {
+	const char *config_path;
+	bool json;
+	bool all;
+	bool failed;
+	bool offline;
+	const char *watch;
+};
+
+enum {
+	OPT_JSON = 0x100,
+	OPT_ALL,
+	OPT_FAILED,
+	OPT_OFFLINE,
+	OPT_WATCH,
+};
+
+static const struct option cli_options[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ "failed", no_argument, NULL, OPT_FAILED },
+	{ "offline", no_argument, NULL, OPT_OFFLINE },
+	{ "watch", required_argument, NULL, OPT_WATCH },
+	{ NULL, 0, NULL, 0 },
+};
+
+/*
+ * Parse argv into 'o'. 'allowed' lists the long options (by their OPT_ value)
+ * this command accepts. Returns the index of the first operand, -1 after
+ * printing 'usage' for --help, or -2 after a usage error.
+ */
+static int
+cli_parse(int argc, char **argv, struct cli_common *o, const int *allowed, const char *usage)
+{
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->config_path = CONFIG_DEFAULT_PATH;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+c:h", cli_options, NULL)) != -1) {
+		bool ok = false;
+
+		if (c == 'c') {
+			o->config_path = optarg;
+			continue;
+		}
+		if (c == 'h') {
+			printf("usage: gcdrop %s\n", usage);
+			return -1;
+		}
+		for (const int *a = allowed; a != NULL && *a != 0; a++)
+			if (*a == c)
+				ok = true;
+		if (!ok) {
+			if (c == '?' && optopt != 0)
+				fprintf(stderr, "gcdrop %s: option '-%c' is unknown or needs a value\n",
+					argv[0], optopt);
+			else
+				fprintf(stderr, "gcdrop %s: option '%s' is not valid here\n", argv[0],
+					argv[optind - 1]);
+			fprintf(stderr, "usage: gcdrop %s\n", usage);
+			return -2;
+		}
+		switch (c) {
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_ALL:
+			o->all = true;
+			break;
+		case OPT_FAILED:
+			o->failed = true;
+			break;
+		case OPT_OFFLINE:
+			o->offline = true;
+			break;
+		case OPT_WATCH:
+			o->watch = optarg;
+			break;
+		}
+	}
+	return optind;
+}
+
+/* Load the configuration; on failure print why and return NULL. */
+static struct config *
+cli_load_config(const char *path, int flags)
+{
+	struct config *cfg = NULL;
+	char *msg = NULL;
+	int r;
+
+	r = config_load(path, flags, &cfg, &msg);
+	if (r < 0) {
+		fprintf(stderr, "gcdrop: %s\n", msg != NULL ? msg : strerror(-r));
+		free(msg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/*
+ * Open the queue. A missing queue is not an error for readers: 'ret' stays NULL
+ * and 0 is returned, and the caller shows an empty queue.
+ */
+static int
+cli_open_store(const struct config *cfg, int flags, struct store **ret)
+{
+	char *msg = NULL;
+	int r;
+
+	*ret = NULL;
+	r = store_open(cfg->state_dir, flags, ret, &msg);
+	if (r == -ENOENT && (flags & STORE_OPEN_READONLY)) {
+		free(msg);
+		return 0;
+	}
+	if (r < 0) {
+		fprintf(stderr, "gcdrop: %s\n", msg != NULL ? msg : strerror(-r));
+		free(msg);
+		return r;
+	}
+	return 0;
+}
+
+static void
+cli_iso_time(int64_t t, char *buf, size_t cap)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	gmtime_r(&tt, &tm);
+	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * A copy of 's' that is valid UTF-8 (invalid bytes become U+FFFD) and, for the
+ * table, free of control characters (shown as '?'). Case names may hold any
+ * byte; JSON output and terminals need something printable.
+ */
+static char *
+cli_printable(const char *s, bool for_table)
+{
+	size_t n = strlen(s);
+	char *out = malloc(n * 3 + 1);
+	size_t o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+		bool valid = len > 0 && i + len <= n;
+
+		for (size_t k = 1; valid && k < len; k++)
+			if (((unsigned char)s[i + k] >> 6) != 2)
+				valid = false;
+		if (valid && len == 2 && c < 0xc2)
+			valid = false;
+		if (!valid) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		if (len == 1 && for_table && (c < 0x20 || c == 0x7f)) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(out + o, s + i, len);
+		o += len;
+		i += len;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static void
+cli_human_bytes(int64_t b, char *buf, size_t cap)
+{
+	const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)b;
+	size_t u = 0;
+
+	while (v >= 1024.0 && u + 1 < GC_ARRAY_SIZE(units)) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, cap, "%lld B", (long long)b);
+	else
+		snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+/* Which cases the operator named: ids, names, or "watch/name". */
+struct cli_selection {
+	char **names;
+	int n;
+	const char *watch;
+	bool *seen;
+};
+
+static bool
+cli_selected(const struct cli_selection *sel, const struct store_case *c)
+{
+	char idbuf[32];
+
+	if (sel->watch != NULL && strcmp(sel->watch, c->watch) != 0)
+		return false;
+	if (sel->n == 0)
+		return true;
+	snprintf(idbuf, sizeof(idbuf), "%" PRId64, c->id);
+	for (int i = 0; i < sel->n; i++) {
+		const char *a = sel->names[i];
+		size_t wl = strlen(c->watch);
+		bool hit = strcmp(a, idbuf) == 0 || strcmp(a, c->name) == 0 ||
+			   (strncmp(a, c->watch, wl) == 0 && a[wl] == '/' && strcmp(a + wl + 1, c->name) == 0);
+
+		if (hit) {
+			if (sel->seen != NULL)
+				sel->seen[i] = true;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The platform URLs known for a case, as the "remote" object of the JSON. */
+static cJSON *
+cli_remote_json(struct store *st, int64_t case_id)
+{
+	static const char *const keys[_STORE_REMOTE_MAX] = {
+		[STORE_REMOTE_SESSION] = "upload_session",
+		[STORE_REMOTE_ARCHIVE_ITEM] = "archive_item",
+		[STORE_REMOTE_DISPLAY_SET] = "display_set",
+		[STORE_REMOTE_JOB] = "job",
+	};
+	cJSON *o = cJSON_CreateObject();
+	struct store_remote *r = NULL;
+	size_t n = 0;
+
+	for (int k = 0; k < _STORE_REMOTE_MAX; k++)
+		cJSON_AddNullToObject(o, keys[k]);
+	if (store_remote_list(st, case_id, &r, &n) < 0)
+		return o;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].url == NULL || r[i].kind >= _STORE_REMOTE_MAX)
+			continue;
+		/* Several sessions (one per image socket): the first one is shown. */
+		if (!cJSON_IsNull(cJSON_GetObjectItem(o, keys[r[i].kind])))
+			continue;
+		cJSON_ReplaceItemInObject(o, keys[r[i].kind], cJSON_CreateString(r[i].url));
+	}
+	store_remote_list_free(r, n);
+	return o;
+}
+
+struct cli_status_ctx {
+	struct store *st;
+	const struct cli_selection *sel;
+	cJSON *cases;		/* --json */
+	bool detail;		/* CASE operands given: long form */
+	int shown;
+};
+
+static cJSON *
+cli_case_json(struct store *st, const struct store_case *c)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *name = cli_printable(c->name, false);
+	char t[32];
+
+	cJSON_AddNumberToObject(o, "id", (double)c->id);
+	cJSON_AddStringToObject(o, "watch", c->watch);
+	cJSON_AddStringToObject(o, "name", name != NULL ? name : "");
+	cJSON_AddStringToObject(o, "state", store_state_name(c->state));
+	cJSON_AddBoolToObject(o, "held", c->held);
+	cJSON_AddNumberToObject(o, "attempts", c->attempts);
+	if (c->state == STORE_RETRY_WAIT && c->next_attempt > 0) {
+		cli_iso_time(c->next_attempt, t, sizeof(t));
+		cJSON_AddStringToObject(o, "next_attempt", t);
+	} else {
+		cJSON_AddNullToObject(o, "next_attempt");
+	}
+	cJSON_AddNumberToObject(o, "bytes_done", (double)c->bytes_done);
+	cJSON_AddNumberToObject(o, "bytes_total", (double)c->bytes_total);
+	if (c->error != NULL)
+		cJSON_AddStringToObject(o, "error", c->error);
+	else
+		cJSON_AddNullToObject(o, "error");
+	cJSON_AddItemToObject(o, "remote", cli_remote_json(st, c->id));
+	if (c->results != NULL)
+		cJSON_AddStringToObject(o, "results", c->results);
+	else
+		cJSON_AddNullToObject(o, "results");
+	cli_iso_time(c->created, t, sizeof(t));
+	cJSON_AddStringToObject(o, "created", t);
+	cli_iso_time(c->updated, t, sizeof(t));
+	cJSON_AddStringToObject(o, "updated", t);
+	if (c->fingerprint != NULL)
+		cJSON_AddStringToObject(o, "fingerprint", c->fingerprint);
+	free(name);
+	return o;
+}
+
+static void
+cli_case_detail(struct store *st, const struct store_case *c)
+{
+	char *name = cli_printable(c->name, true);
+	char t[32], done[32], total[32];
+	struct store_remote *r = NULL;
+	struct store_output *out = NULL;
+	size_t nr = 0, no = 0;
+
+	printf("case %" PRId64 ": '%s' (watch '%s')\n", c->id, name != NULL ? name : "?", c->watch);
+	printf("  state:     %s%s\n", store_state_name(c->state), c->held ? " (held)" : "");
+	if (c->path != NULL)
+		printf("  path:      %s\n", c->path);
+	cli_human_bytes(c->bytes_done, done, sizeof(done));
+	cli_human_bytes(c->bytes_total, total, sizeof(total));
+	printf("  progress:  %s / %s\n", done, total);
+	printf("  attempts:  %d\n", c->attempts);
+	if (c->state == STORE_RETRY_WAIT && c->next_attempt > 0) {
+		cli_iso_time(c->next_attempt, t, sizeof(t));
+		printf("  next try:  %s (then %s)\n", t, store_state_name(c->resume_state));
+	}
+	if (store_remote_list(st, c->id, &r, &nr) == 0) {
+		for (size_t i = 0; i < nr; i++)
+			printf("  %-10s %s%s%s%s\n", store_remote_kind_name(r[i].kind),
+			       r[i].url != NULL ? r[i].url : "(being created)",
+			       r[i].status != NULL ? " [" : "", r[i].status != NULL ? r[i].status : "",
+			       r[i].status != NULL ? "]" : "");
+		store_remote_list_free(r, nr);
+	}
+	if (store_output_list(st, c->id, &out, &no) == 0) {
+		for (size_t i = 0; i < no; i++)
+			printf("  output:    %s -> %s\n", out[i].socket,
+			       out[i].path != NULL ? out[i].path
+						   : out[i].value_json != NULL ? out[i].value_json : "(not written)");
+		store_output_list_free(out, no);
+	}
+	if (c->results != NULL)
+		printf("  results:   %s\n", c->results);
+	if (c->error != NULL)
+		printf("  error:     %s\n", c->error);
+	free(name);
+}
+
+static int
+cli_status_one(const struct store_case *c, void *userdata)
+{
+	struct cli_status_ctx *ctx = userdata;
+	char done[32], total[32];
+	char *name;
+
+	if (!cli_selected(ctx->sel, c))
+		return 0;
+	ctx->shown++;
+	if (ctx->cases != NULL) {
+		cJSON_AddItemToArray(ctx->cases, cli_case_json(ctx->st, c));
+		return 0;
+	}
+	if (ctx->detail) {
+		cli_case_detail(ctx->st, c);
+		return 0;
+	}
+	name = cli_printable(c->name, true);
+	cli_human_bytes(c->bytes_done, done, sizeof(done));
+	cli_human_bytes(c->bytes_total, total, sizeof(total));
+	printf("%6" PRId64 "  %-12.12s %-24.24s %-11s%s %10s / %-10s %3d  %s\n", c->id, c->watch,
+	       name != NULL ? name : "?", store_state_name(c->state), c->held ? "*" : " ", done,
+	       total, c->attempts, c->error != NULL ? c->error : "");
+	free(name);
+	return 0;
+}
+
+/* "2 uploading, 3 running, 1 failed": the summary line, from the counts. */
+static void
+cli_summary_line(const int64_t counts[_STORE_STATE_MAX], int64_t held, char *buf, size_t cap)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int s = 0; s < _STORE_STATE_MAX; s++) {
+		if (counts[s] == 0)
+			continue;
+		off += (size_t)snprintf(buf + off, cap - off, "%s%" PRId64 " %s", off ? ", " : "",
+					counts[s], store_state_name((enum store_state)s));
+		if (off >= cap)
+			return;
+	}
+	if (held > 0 && off < cap)
+		off += (size_t)snprintf(buf + off, cap - off, "%s%" PRId64 " held", off ? ", " : "", held);
+	if (off == 0)
+		snprintf(buf, cap, "queue empty");
+}
+
+int
+cli_status(int argc, char **argv)
+{
+	static const int allowed[] = { OPT_JSON, OPT_WATCH, 0 };
+	const char *usage = "status [-c FILE] [--json] [--watch NAME] [CASE...]";
+	struct cli_common o;
+	struct config *cfg;
+	struct store *st = NULL;
+	struct cli_selection sel;
+	struct cli_status_ctx ctx = { 0 };
+	int64_t counts[_STORE_STATE_MAX] = { 0 }, held = 0;
+	int first, rc = EX_OK;
+	char line[512];
+
+	first = cli_parse(argc, argv, &o, allowed, usage);
+	if (first < 0)
+		return first == -1 ? EX_OK : EX_USAGE;
+	cfg = cli_load_config(o.config_path, CONFIG_LOAD_NO_TOKEN);
+	if (cfg == NULL)
+		return EX_CONFIG;
+	if (o.watch != NULL && config_find_watch(cfg, o.watch) == NULL) {
+		fprintf(stderr, "gcdrop status: no watch named '%s' in '%s'\n", o.watch, cfg->path);
+		config_free(cfg);
+		return EX_USAGE;
+	}
+	if (cli_open_store(cfg, STORE_OPEN_READONLY, &st) < 0) {
+		config_free(cfg);
+		return 1;
+	}
+	sel.names = argv + first;
+	sel.n = argc - first;
+	sel.watch = o.watch;
+	sel.seen = calloc((size_t)sel.n + 1, sizeof(bool));
+	ctx.st = st;
+	ctx.sel = &sel;
+	ctx.detail = sel.n > 0;
+	if (o.json)
+		ctx.cases = cJSON_CreateArray();
+	if (st != NULL) {
+		if (store_count_states(st, counts, &held) < 0 ||
+		    store_case_foreach(st, o.watch, cli_status_one, &ctx) < 0) {
+			fprintf(stderr, "gcdrop status: reading the queue failed: %s\n", store_errmsg(st));
+			rc = 1;
+		}
+	}
+	if (o.json) {
+		cJSON *root = cJSON_CreateObject();
+		cJSON *sum = cJSON_AddObjectToObject(root, "summary");
+		char *text;
+
+		for (int s = 0; s < _STORE_STATE_MAX; s++)
+			if (counts[s] > 0)
+				cJSON_AddNumberToObject(sum, store_state_name((enum store_state)s),
+							(double)counts[s]);
+		cJSON_AddItemToObject(root, "cases", ctx.cases);
+		text = cJSON_PrintUnformatted(root);
+		if (text != NULL)
+			puts(text);
+		free(text);
+		cJSON_Delete(root);
+	} else {
+		cli_summary_line(counts, held, line, sizeof(line));
+		if (!ctx.detail && ctx.shown > 0)
+			printf("\n");
+		if (!ctx.detail)
+			printf("%s\n", line);
+	}
+	for (int i = 0; i < sel.n; i++) {
+		if (!sel.seen[i]) {
+			fprintf(stderr, "gcdrop status: no case '%s' in the queue\n", sel.names[i]);
+			rc = 1;
+		}
+	}
+	free(sel.seen);
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
+/* Resolve the named cases and add one request per case. */
+struct cli_request_ctx {
+	struct store *st;
+	const struct cli_selection *sel;
+	enum store_request_kind kind;
+	bool only_failed;
+	int added;
+	int err;
+};
+
+static int
+cli_request_one(const struct store_case *c, void *userdata)
+{
+	struct cli_request_ctx *ctx = userdata;
+
+	if (ctx->sel->n > 0 && !cli_selected(ctx->sel, c))
+		return 0;
+	if (ctx->only_failed && c->state != STORE_FAILED && c->state != STORE_CANCELLED)
+		return 0;
+	if (ctx->kind == STORE_REQ_RETRY && !store_state_is_terminal(c->state) && ctx->sel->n > 0) {
+		fprintf(stderr, "gcdrop retry: case %" PRId64 " is %s, not failed: left alone\n", c->id,
+			store_state_name(c->state));
+		return 0;
+	}
+	if (store_request_add(ctx->st, ctx->kind, c->id, NULL, NULL) < 0) {
+		ctx->err = -EIO;
+		return -1;
+	}
+	ctx->added++;
+	return 0;
+}
+
+/* retry / hold / release share everything but the request kind. */
+static int
+cli_case_request(int argc, char **argv, enum store_request_kind kind)
+{
+	static const int allowed_retry[] = { OPT_FAILED, OPT_WATCH, 0 };
+	static const int allowed_hold[] = { OPT_ALL, OPT_WATCH, 0 };
+	const char *usage = kind == STORE_REQ_RETRY ? "retry [-c FILE] CASE... | --failed"
+			    : kind == STORE_REQ_HOLD ? "hold [-c FILE] CASE... | --all"
+						     : "release [-c FILE] CASE... | --all";
+	struct cli_common o;
+	struct config *cfg;
+	struct store *st = NULL;
+	struct cli_selection sel = { 0 };
+	struct cli_request_ctx ctx = { 0 };
+	int first, rc = EX_OK;
+
+	first = cli_parse(argc, argv, &o, kind == STORE_REQ_RETRY ? allowed_retry : allowed_hold, usage);
+	if (first < 0)
+		return first == -1 ? EX_OK : EX_USAGE;
+	if ((first == argc) == !(o.all || o.failed)) {
+		fprintf(stderr, "gcdrop %s: name cases or use %s (not both)\nusage: gcdrop %s\n", argv[0],
+			kind == STORE_REQ_RETRY ? "--failed" : "--all", usage);
+		return EX_USAGE;
+	}
+	cfg = cli_load_config(o.config_path, CONFIG_LOAD_NO_TOKEN);
+	if (cfg == NULL)
+		return EX_CONFIG;
+	if (cli_open_store(cfg, 0, &st) < 0) {
+		config_free(cfg);
+		return 1;
+	}
+	sel.names = argv + first;
+	sel.n = argc - first;
+	sel.watch = o.watch;
+	sel.seen = calloc((size_t)sel.n + 1, sizeof(bool));
+	ctx.st = st;
+	ctx.sel = &sel;
+	ctx.kind = kind;
+	ctx.only_failed = o.failed;
+	if (o.all && o.watch == NULL && kind != STORE_REQ_RETRY) {
+		/* hold --all / release --all: one request for everything, present and future. */
+		if (store_request_add(st, kind, 0, NULL, NULL) < 0)
+			ctx.err = -EIO;
+		else
+			ctx.added = 1;
+	} else if (store_case_foreach(st, o.watch, cli_request_one, &ctx) < 0 && ctx.err == 0) {
+		ctx.err = -EIO;
+	}
+	if (ctx.err < 0) {
+		fprintf(stderr, "gcdrop %s: writing the request failed: %s\n", argv[0], store_errmsg(st));
+		rc = 1;
+	}
+	for (int i = 0; i < sel.n; i++) {
+		if (!sel.seen[i]) {
+			fprintf(stderr, "gcdrop %s: no case '%s' in the queue\n", argv[0], sel.names[i]);
+			rc = 1;
+		}
+	}
+	if (rc == EX_OK)
+		printf("%d request%s queued; the daemon carries %s out within a second\n", ctx.added,
+		       ctx.added == 1 ? "" : "s", ctx.added == 1 ? "it" : "them");
+	free(sel.seen);
+	store_close(st);
+	config_free(cfg);
+	return rc;
+}
+
+int
+cli_retry(int argc, char **argv)
+{
+	return cli_case_request(argc, argv, STORE_REQ_RETRY);
+}
+
+int
+cli_hold(int argc, char **argv)
+{
+	return cli_case_request(argc, argv, STORE_REQ_HOLD);
+}
+
+int
+cli_release(int argc, char **argv)
+{
+	return cli_case_request(argc, argv, STORE_REQ_RELEASE);
+}
+
+int
+cli_enqueue(int argc, char **argv)
+{
+	static const int allowed[] = { OPT_WATCH, 0 };
+	const char *usage = "enqueue [-c FILE] --watch NAME PATH";
+	const struct config_watch *w;
+	struct cli_common o;
+	struct config *cfg;
+	struct store *st = NULL;
+	char *abs = NULL;
+	int first, rc = EX_OK;
+
+	first = cli_parse(argc, argv, &o, allowed, usage);
+	if (first < 0)
+		return first == -1 ? EX_OK : EX_USAGE;
+	if (o.watch == NULL || argc - first != 1) {
+		fprintf(stderr, "gcdrop enqueue: needs --watch NAME and one PATH\nusage: gcdrop %s\n", usage);
+		return EX_USAGE;
+	}
+	cfg = cli_load_config(o.config_path, CONFIG_LOAD_NO_TOKEN);
+	if (cfg == NULL)
+		return EX_CONFIG;
+	w = config_find_watch(cfg, o.watch);
+	if (w == NULL) {
+		fprintf(stderr, "gcdrop enqueue: no watch named '%s' in '%s'\n", o.watch, cfg->path);
+		config_free(cfg);
+		return EX_USAGE;
+	}
+	abs = realpath(argv[first], NULL);
+	if (abs == NULL) {
+		fprintf(stderr, "gcdrop enqueue: '%s': %s\n", argv[first], strerror(errno));
+		config_free(cfg);
+		return 1;
+	}
+	if (cli_open_store(cfg, 0, &st) < 0) {
+		rc = 1;
+		goto out;
+	}
+	if (store_request_add(st, STORE_REQ_ENQUEUE, 0, w->name, abs) < 0) {
+		fprintf(stderr, "gcdrop enqueue: writing the request failed: %s\n", store_errmsg(st));
+		rc = 1;
+		goto out;
+	}
+	printf("'%s' queued for watch '%s'; the daemon picks it up within a second\n", abs, w->name);
+out:
+	store_close(st);
+	free(abs);
+	config_free(cfg);
+	return rc;
+}
+
+/* One line of `gcdrop check` output; counts the problems. */
+static void
+cli_check_line(int *problems, bool ok, const char *fmt, ...) GC_PRINTF(3, 4);
+
+static void
+cli_check_line(int *problems, bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s ", ok ? "ok:     " : "PROBLEM:");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	if (!ok)
+		(*problems)++;
+}
+
+/* Can the directory be used by us: exists, is a directory, and is writable/readable. */
+static void
+cli_check_dir(int *problems, const char *what, const char *path, int mode)
+{
+	struct stat st;
+
+	if (path == NULL)
+		return;
+	if (stat(path, &st) < 0) {
+		cli_check_line(problems, false, "%s '%s': %s", what, path, strerror(errno));
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		cli_check_line(problems, false, "%s '%s' is not a directory", what, path);
+		return;
+	}
+	if (access(path, mode) < 0) {
+		cli_check_line(problems, false, "%s '%s' is not %s for this user: %s", what, path,
+			       mode & W_OK ? "writable" : "readable", strerror(errno));
+		return;
+	}
+	cli_check_line(problems, true, "%s '%s'", what, path);
+}
+
+int
+cli_check(int argc, char **argv)
+{
+	static const int allowed[] = { OPT_OFFLINE, 0 };
+	const char *usage = "check [-c FILE] [--offline]";
+	struct cli_common o;
+	struct config *cfg;
+	char *token = NULL, *msg = NULL;
+	int first, problems = 0;
+
+	first = cli_parse(argc, argv, &o, allowed, usage);
+	if (first < 0)
+		return first == -1 ? EX_OK : EX_USAGE;
+	if (first != argc) {
+		fprintf(stderr, "gcdrop check: unexpected argument '%s'\nusage: gcdrop %s\n", argv[first], usage);
+		return EX_USAGE;
+	}
+	cfg = cli_load_config(o.config_path, CONFIG_LOAD_NO_TOKEN);
+	if (cfg == NULL)
+		return EX_CONFIG;
+	cli_check_line(&problems, true, "configuration '%s' (%zu watch%s)", cfg->path, cfg->n_watches,
+		       cfg->n_watches == 1 ? "" : "es");
+	if (config_token(cfg, &token, &msg) < 0) {
+		cli_check_line(&problems, false, "token: %s", msg != NULL ? msg : "not found");
+		free(msg);
+	} else {
+		cli_check_line(&problems, true, "token found (not shown)");
+	}
+	config_token_free(token);
+	cli_check_dir(&problems, "state directory", cfg->state_dir, W_OK | X_OK);
+	for (size_t i = 0; i < cfg->n_watches; i++) {
+		const struct config_watch *w = &cfg->watches[i];
+
+		cli_check_dir(&problems, "watch folder", w->path, R_OK | W_OK | X_OK);
+		cli_check_dir(&problems, "results folder", w->results_dir, W_OK | X_OK);
+		cli_check_dir(&problems, "done folder", w->done_dir, W_OK | X_OK);
+		cli_check_dir(&problems, "failed folder", w->failed_dir, W_OK | X_OK);
+	}
+	if (!o.offline)
+		cli_check_line(&problems, true,
+			       "server checks skipped: this build checks the server when the daemon starts");
+	config_free(cfg);
+	if (problems > 0) {
+		printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");
+		return 1;
+	}
+	printf("configuration OK\n");
+	return EX_OK;
+}

@@ -1,0 +1,227 @@
+/*
+ * check_cli.c: the command-line frame, run as the real gcdrop binary.
+ *
+ * Properties: usage errors exit 64 with a usage line; a bad configuration
+ * exits 78 and names file, line and key; `status` on a fresh state directory
+ * shows an empty queue, as a table and as the JSON of spec section 5.
+ */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+
+/* argv entries are char *; the strings here are constant and never written. */
+#define S(x) ((char *)(uintptr_t)(x))
+
+static char *dir;
+static char *conf;
+
+static void
+setup(void)
+{
+	char *text;
+
+	dir = tu_mkdtemp("cli");
+	conf = tu_strdupf("%s/gcdrop.conf", dir);
+	text = tu_strdupf("api_url = \"https://127.0.0.1:1/api/v1/\";\n"
+			  "state_dir = \"%s/state\";\n"
+			  "watches = ( { name = \"in\"; path = \"%s/in\"; archive = \"demo-archive\"; } );\n",
+			  dir, dir);
+	tu_write_file(conf, text, -1, 0644);
+	free(text);
+	mkdir(tu_strdupf("%s/state", dir), 0700);
+	mkdir(tu_strdupf("%s/in", dir), 0700);
+}
+
+static void
+teardown(void)
+{
+	tu_rmtree(dir);
+	free(dir);
+	free(conf);
+}
+
+static int
+run(char **out, char **err, const char *a1, const char *a2, const char *a3, const char *a4)
+{
+	char *argv[] = { S(tu_gcdrop_bin()), S(a1), S(a2), S(a3), S(a4), NULL };
+
+	return tu_run(argv, NULL, 20000, out, err);
+}
+
+START_TEST(test_usage_errors)
+{
+	char *out, *err;
+
+	ck_assert_int_eq(run(&out, &err, NULL, NULL, NULL, NULL), 64);
+	ck_assert_ptr_nonnull(strstr(err, "usage: gcdrop"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "frobnicate", NULL, NULL, NULL), 64);
+	ck_assert_ptr_nonnull(strstr(err, "unknown command 'frobnicate'"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "status", "--bogus", NULL, NULL), 64);
+	ck_assert_ptr_nonnull(strstr(err, "usage: gcdrop status"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "status", "-c", NULL, NULL), 64);
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "enqueue", "-c", conf, "/tmp"), 64);
+	ck_assert_ptr_nonnull(strstr(err, "--watch"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "retry", "-c", conf, NULL), 64);
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "run", "-c", conf, "extra"), 64);
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(test_help_version)
+{
+	const char *cmds[] = { "run", "status", "retry", "enqueue", "hold", "release", "check" };
+	char *out, *err;
+
+	ck_assert_int_eq(run(&out, &err, "--version", NULL, NULL, NULL), 0);
+	ck_assert_str_eq(out, PACKAGE_NAME " " PACKAGE_VERSION "\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "--help", NULL, NULL, NULL), 0);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		ck_assert_ptr_nonnull(strstr(out, cmds[i]));
+	free(out);
+	free(err);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char *want = tu_strdupf("usage: gcdrop %s", cmds[i]);
+
+		ck_assert_int_eq(run(&out, &err, cmds[i], "--help", NULL, NULL), 0);
+		ck_assert_msg(strstr(out, want) != NULL, "%s --help: %s", cmds[i], out);
+		free(want);
+		free(out);
+		free(err);
+	}
+}
+END_TEST
+
+START_TEST(test_bad_config)
+{
+	char *out, *err, *bad = tu_strdupf("%s/bad.conf", dir), *want;
+
+	/* Assumptions: an unknown key on line 2 of the file. */
+	tu_write_file(bad, "state_dir = \"/tmp\";\nfrobnicate = 1;\nwatches = ();\n", -1, 0644);
+	want = tu_strdupf("%s:2: frobnicate", bad);
+	ck_assert_int_eq(run(&out, &err, "status", "-c", bad, NULL), 78);
+	ck_assert_msg(strstr(err, want) != NULL, "stderr: %s", err);
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "run", "-c", bad, NULL), 78);
+	ck_assert_msg(strstr(err, want) != NULL, "stderr: %s", err);
+	free(out);
+	free(err);
+	free(want);
+	/* A file that does not exist. */
+	ck_assert_int_eq(run(&out, &err, "check", "-c", "/nonexistent/gcdrop.conf", NULL), 78);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/gcdrop.conf"));
+	free(out);
+	free(err);
+	free(bad);
+}
+END_TEST
+
+START_TEST(test_status_empty)
+{
+	char *out, *err;
+	cJSON *j, *cases, *sum;
+
+	/* Assumptions: the state directory exists but holds no queue yet. */
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, NULL), 0);
+	ck_assert_str_eq(out, "queue empty\n");
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, "--json"), 0);
+	j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	sum = cJSON_GetObjectItem(j, "summary");
+	cases = cJSON_GetObjectItem(j, "cases");
+	ck_assert(cJSON_IsObject(sum));
+	ck_assert_int_eq(cJSON_GetArraySize(sum), 0);
+	ck_assert(cJSON_IsArray(cases));
+	ck_assert_int_eq(cJSON_GetArraySize(cases), 0);
+	cJSON_Delete(j);
+	free(out);
+	free(err);
+	/* A case that does not exist is an error, not an empty answer. */
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, "nosuchcase"), 1);
+	ck_assert_ptr_nonnull(strstr(err, "no case 'nosuchcase'"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, "--watch=elsewhere"), 64);
+	free(out);
+	free(err);
+}
+END_TEST
+
+START_TEST(test_example_config_checks)
+{
+	char *example = tu_strdupf("%s/etc/gcdrop.conf.example", tu_env("top_srcdir", ".."));
+	char *argv[] = { S(tu_gcdrop_bin()), S("check"), S("--offline"), S("-c"), example, NULL };
+	char *env[] = { S("GRAND_CHALLENGE_AUTHORIZATION=0123456789abcdef0123456789abcdef"), NULL };
+	char *out, *err;
+	int rc;
+
+	/*
+	 * Assumptions: the shipped example must always parse. Its folders do not
+	 * exist on a test machine, so check may report those (exit 1), but never a
+	 * configuration error (78).
+	 */
+	rc = tu_run(argv, env, 20000, &out, &err);
+	ck_assert_msg(rc == 0 || rc == 1, "rc %d, stderr: %s", rc, err);
+	ck_assert_ptr_nonnull(strstr(out, "ok:      configuration"));
+	ck_assert_ptr_nonnull(strstr(out, "token found (not shown)"));
+	ck_assert_ptr_null(strstr(out, "0123456789abcdef"));
+	free(out);
+	free(err);
+	free(example);
+}
+END_TEST
+
+static Suite *
+cli_suite(void)
+{
+	Suite *s = suite_create("cli");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_usage_errors);
+	tcase_add_test(tc, test_help_version);
+	tcase_add_test(tc, test_bad_config);
+	tcase_add_test(tc, test_status_empty);
+	tcase_add_test(tc, test_example_config_checks);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(cli_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

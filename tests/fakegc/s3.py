@@ -1,0 +1,209 @@
+"""The fake S3 under /s3/: presigned part PUTs and signed object GETs.
+
+URLs carry X-Amz-Date, X-Amz-Expires and an HMAC X-Amz-Signature over the method,
+path and the identifying parameters, so a tampered or expired URL is refused with an
+S3-style XML error.  These requests need no bearer token; one that carries an
+Authorization header anyway is served but recorded in the state's "leaks" (a client
+must never send its platform token to storage).
+
+Part bodies are streamed to a file in 1 MiB chunks while md5 (the ETag) and, when the
+part extends the upload's in-order prefix, the assembled SHA-256 are updated.
+"""
+
+import datetime
+import hashlib
+import hmac
+import os
+import re
+from urllib.parse import quote
+
+from .core import Response
+from . import uploads as up
+
+CHUNK = 1 << 20
+MAX_PART = 5 << 30
+PUT_EXPIRES = 3600
+GET_EXPIRES = 300
+
+
+def s3_error(status, code, message, extra=""):
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code}</Code><Message>{message}</Message>{extra}"
+            "<RequestId>FAKEGC</RequestId></Error>").encode()
+    return Response(status, body, content_type="application/xml")
+
+
+class S3:
+    def __init__(self, emulator, secret):
+        self.em = emulator
+        self.secret = secret
+
+    # --- signing ------------------------------------------------------------
+    def _sign(self, method, path, fields):
+        msg = "\n".join([method, path] + [f"{k}={fields[k]}" for k in sorted(fields)])
+        return hmac.new(self.secret, msg.encode(), hashlib.sha256).hexdigest()
+
+    def _signed(self, method, path, fields, expires):
+        state = self.em.state
+        date = datetime.datetime.fromtimestamp(state.wall(), tz=datetime.timezone.utc)
+        fields = dict(fields)
+        fields["X-Amz-Algorithm"] = "AWS4-HMAC-SHA256"
+        fields["X-Amz-Date"] = date.strftime("%Y%m%dT%H%M%SZ")
+        fields["X-Amz-Expires"] = str(expires)
+        # the virtual clock of issue, so that expiry follows the emulator's clock
+        fields["X-Fakegc-T"] = "%.3f" % state.now()
+        sig = self._sign(method, path, fields)
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in fields.items())
+        return f"{self.em.base_url.rstrip('/')}{path}?{query}&X-Amz-Signature={sig}"
+
+    def presign_put(self, upload, number):
+        path = f"/s3/{upload.key}"
+        return self._signed("PUT", path, {"uploadId": upload.s3_upload_id,
+                                          "partNumber": str(number)}, PUT_EXPIRES)
+
+    def signed_get(self, object_path):
+        return self._signed("GET", "/s3/" + object_path, {}, GET_EXPIRES)
+
+    def check(self, method, path, query):
+        """None if the URL's signature holds and has not expired, else an error Response."""
+        fields = {k: v[-1] for k, v in query.items() if k != "X-Amz-Signature"}
+        sig = query.get("X-Amz-Signature", [""])[-1]
+        if not sig or "X-Fakegc-T" not in fields or "X-Amz-Expires" not in fields:
+            return s3_error(403, "AccessDenied", "Query-string authentication requires the "
+                            "Signature, Expires and AWSAccessKeyId parameters")
+        good = self._sign(method, path, fields)
+        if not hmac.compare_digest(good, sig):
+            return s3_error(403, "SignatureDoesNotMatch", "The request signature we "
+                            "calculated does not match the signature you provided.")
+        try:
+            issued, expires = float(fields["X-Fakegc-T"]), int(fields["X-Amz-Expires"])
+        except ValueError:
+            return s3_error(403, "AccessDenied", "Invalid date")
+        if self.em.state.now() > issued + expires:
+            return s3_error(403, "AccessDenied", "Request has expired")
+        return None
+
+    # --- part upload ----------------------------------------------------------
+    def put_part(self, handler, path, query):
+        """Handle PUT /s3/uploads/<user>/<pk>?uploadId=&partNumber=; reads the body."""
+        state = self.em.state
+        headers = handler.headers
+        if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+            handler.discard_body()
+            return s3_error(501, "NotImplemented", "A header you provided implies "
+                            "functionality that is not implemented",
+                            "<Header>Transfer-Encoding</Header>")
+        length = headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            handler.close_connection = True
+            return s3_error(411, "MissingContentLength",
+                            "You must provide the Content-Length HTTP header.")
+        length = int(length)
+        bad = self.check("PUT", path, query)
+        m = re.fullmatch(r"/s3/uploads/(\d+)/([0-9a-f-]{36})", path)
+        if bad is None and not m:
+            bad = s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        if bad is None and length > MAX_PART:
+            bad = s3_error(400, "EntityTooLarge", "Your proposed upload exceeds the maximum "
+                           "allowed size")
+        if bad is not None:
+            handler.discard_body(length)
+            return bad
+        uid = query.get("uploadId", [""])[-1]
+        try:
+            number = int(query.get("partNumber", [""])[-1])
+        except ValueError:
+            number = 0
+        with state.lock:
+            u = state.uploads.get(m.group(2))
+            if (u is None or u.deleted is not None or u.status != up.INITIALIZED
+                    or u.s3_upload_id != uid or str(u.user) != m.group(1)):
+                u = None
+            elif not 1 <= number <= 10000:
+                u = False
+            else:
+                extends_prefix = number == u.prefix_n + 1
+                sha = u.prefix_sha.copy() if extends_prefix else None
+                md5_whole = u.prefix_md5.copy() if extends_prefix else None
+                gen = u.prefix_n
+        if u is False:
+            handler.discard_body(length)
+            return s3_error(400, "InvalidArgument", "Part number must be an integer between "
+                            "1 and 10000, inclusive")
+        if u is None:
+            handler.discard_body(length)
+            return s3_error(404, "NoSuchUpload", "The specified upload does not exist. The "
+                            "upload ID may be invalid, or the upload may have been aborted "
+                            "or completed.", f"<UploadId>{uid}</UploadId>")
+        tmp = state.new_path("parts")
+        md5 = hashlib.md5()
+        left = length
+        try:
+            with open(tmp, "wb") as f:
+                while left > 0:
+                    data = handler.rfile.read(min(CHUNK, left))
+                    if not data:
+                        raise ConnectionError("client closed the connection mid-body")
+                    left -= len(data)
+                    md5.update(data)
+                    if sha is not None:
+                        sha.update(data)
+                        md5_whole.update(data)
+                    f.write(data)
+        except Exception:
+            handler.close_connection = True
+            _unlink(tmp)
+            raise
+        digest = md5.hexdigest()
+        with state.lock:
+            if (u.deleted is not None or u.status != up.INITIALIZED or u.s3_upload_id != uid
+                    or u.completing):
+                _unlink(tmp)
+                return s3_error(404, "NoSuchUpload", "The specified upload does not exist.",
+                                f"<UploadId>{uid}</UploadId>")
+            old = u.parts.get(number)
+            if old is not None:
+                _unlink(old.path)
+                if number <= u.prefix_n:
+                    # a part inside the hashed prefix was replaced: the prefix is void
+                    u.prefix_n = -1
+            u.parts[number] = up.Part(number, tmp, length, digest, state.wall())
+            if sha is not None and u.prefix_n == gen and number == gen + 1:
+                u.prefix_sha, u.prefix_md5, u.prefix_n = sha, md5_whole, number
+        return Response(200, b"", headers={"ETag": f'"{digest}"'},
+                        content_type="application/octet-stream")
+
+    # --- object download --------------------------------------------------------
+    def get_object(self, handler, path, query):
+        bad = self.check("GET", path, query)
+        if bad is not None:
+            return bad
+        name = path[len("/s3/"):]
+        with self.em.state.lock:
+            blob = self.em.media_objects.get(name)
+        if blob is None:
+            return s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        start, end, status = 0, blob.size, 200
+        headers = {"Accept-Ranges": "bytes"}
+        rng = handler.headers.get("Range")
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", rng.strip()) if rng else None
+        if m and (m.group(1) or m.group(2)):
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)) + 1, blob.size) if m.group(2) else blob.size
+            else:
+                start = max(blob.size - int(m.group(2)), 0)
+            if start >= blob.size or start >= end:
+                return s3_error(416, "InvalidRange", "The requested range is not satisfiable")
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
+        headers["ETag"] = f'"{blob.md5}"' if blob.md5 else '"0"'
+        return Response(status, headers=headers, content_type="application/octet-stream",
+                        stream=blob.chunks(start, end), length=end - start)
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
