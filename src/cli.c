@@ -350,7 +350,8 @@ cli_case_detail(struct store *st, const struct store_case *c)
 	char t[32], done[32], total[32];
 	struct store_remote *r = NULL;
 	struct store_output *out = NULL;
-	size_t nr = 0, no = 0;
+	struct store_event *ev = NULL;
+	size_t nr = 0, no = 0, ne = 0;
 
 	printf("case %" PRId64 ": '%s' (watch '%s')\n", c->id, name != NULL ? name : "?", c->watch);
 	printf("  state:     %s%s\n", store_state_name(c->state), c->held ? " (held)" : "");
@@ -383,6 +384,15 @@ cli_case_detail(struct store *st, const struct store_case *c)
 		printf("  results:   %s\n", c->results);
 	if (c->error != NULL)
 		printf("  error:     %s\n", c->error);
+	if (store_event_list(st, c->id, &ev, &ne) == 0 && ne > 0) {
+		printf("  history:\n");
+		for (size_t i = 0; i < ne; i++) {
+			cli_iso_time(ev[i].time, t, sizeof(t));
+			printf("    %s  %-11s %s\n", t, ev[i].state != NULL ? ev[i].state : "",
+			       ev[i].message != NULL ? ev[i].message : "");
+		}
+		store_event_list_free(ev, ne);
+	}
 	free(name);
 }
 
@@ -474,11 +484,13 @@ cli_status(int argc, char **argv)
 	if (o.json)
 		ctx.cases = cJSON_CreateArray();
 	if (st != NULL) {
-		if (store_count_states(st, counts, &held) < 0 ||
+		/* One read transaction: the summary and the list come from one snapshot. */
+		if (store_begin(st) < 0 || store_count_states(st, counts, &held) < 0 ||
 		    store_case_foreach(st, o.watch, cli_status_one, &ctx) < 0) {
 			fprintf(stderr, "gcdrop status: reading the queue failed: %s\n", store_errmsg(st));
 			rc = 1;
 		}
+		(void)store_commit(st);
 	}
 	if (o.json) {
 		cJSON *root = cJSON_CreateObject();

@@ -194,7 +194,7 @@ int store_case_foreach(struct store *store, const char *watch, store_case_cb cb,
 /* Counts per state (index enum store_state) over all cases; held cases counted in ret_held. */
 int store_count_states(struct store *store, int64_t ret_counts[_STORE_STATE_MAX], int64_t *ret_held);
 
-/* Cases of a watch that are not terminal, for start-up reconciliation. */
+/* Delete a case and everything attached to it (files, parts, remotes, outputs, events). */
 int store_case_forget(struct store *store, int64_t id);
 
 /* ---- files and parts ---- */

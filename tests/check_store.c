@@ -516,8 +516,9 @@ nested_cb(const struct store_case *c, void *ud)
 	struct count_ctx inner = {0};
 	char name[32];
 
-	/* A store call from inside the walk, and a walk inside the walk. */
+	/* Writes (one with its own transaction) from inside the walk, and a walk inside it. */
 	ck_assert_int_eq(store_case_set_progress(ctx->st, c->id, 1, 2), 0);
+	ck_assert_int_eq(store_case_reset(ctx->st, c->id, c->state), 0);
 	ck_assert_int_eq(store_case_foreach(ctx->st, "w1", count_cb, &inner), 0);
 	ctx->nested += inner.seen;
 	snprintf(name, sizeof(name), "%" PRId64, c->id);
