@@ -7,7 +7,7 @@
  * handle is reset (curl_easy_reset keeps those caches) and every option is set
  * again from scratch, so no option of one request can leak into the next: in
  * particular the Authorization header is decided anew for every request and
- * every redirect hop.
+ * every redirect hop (a download sends it on its first hop only).
  *
  * The security rules (see http.h) are checked here, before curl sees a URL:
  * the scheme and loopback rule with http_check_url(), and the origin rule by
@@ -1007,8 +1007,14 @@ http_download(struct http *h, const char *url, int fd, const struct http_xfer *x
 		if (st.max_bytes > 0)
 			curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE,
 			    (curl_off_t)st.max_bytes);
-		/* The token goes to this hop only if this hop is on the API origin. */
-		r = base_headers(h, cur, true, &headers);
+		/*
+		 * The token goes to the first hop only (and only when it is on the API
+		 * origin): that is the platform's media URL, which answers with a
+		 * redirect to storage. Storage never needs the token, even when it is
+		 * served from the API's own origin (as the local emulator does), so no
+		 * redirect hop ever carries it.
+		 */
+		r = base_headers(h, cur, hop == 0, &headers);
 		if (r < 0) {
 			build_error(r, reterr);
 			goto hop_out;

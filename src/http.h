@@ -13,8 +13,9 @@
  *   - the Authorization header goes only to the API origin (scheme, host and
  *     port equal to those of api_url, host compared case-insensitively,
  *     default ports filled in), never to presigned storage URLs
- *     (http_put_file() never sends it) and never across a redirect that
- *     leaves the origin (http_download() follows redirects itself, hop by hop);
+ *     (http_put_file() never sends it) and never on a redirect hop
+ *     (http_download() follows redirects itself, hop by hop, and sends the
+ *     token on its first hop only: the media URL; its redirect goes to storage);
  *   - API calls (http_request()) do not follow redirects at all.
  *
  * Nothing here logs above debug, and debug output never contains the token or
@@ -163,7 +164,7 @@ int http_put_file(struct http *h, const char *url, int fd, off_t offset, int64_t
 /*
  * GET url and write a 2xx body to fd (from its current position), following up
  * to HTTP_MAX_REDIRECTS redirects one hop at a time: the Authorization header is
- * attached to a hop only when that hop's origin is the API origin, and every hop
+ * attached to the first hop only, when its origin is the API origin, and every hop
  * must pass the http:// rule. On success *ret holds the final status and the
  * bytes written; the body of a non-2xx final response is not written to fd but
  * returned in ret->body (capped at HTTP_ERROR_BODY_MAX). Errors as
