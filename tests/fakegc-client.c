@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,15 +214,21 @@ fakegc_start(const struct fakegc_opts *opts, struct fakegc **ret)
 	if (!fg->dir || !fg->token || !pkgdir || asprintf(&fg->log, "%s/stderr.log", tmpl) < 0)
 		goto out;
 	if (opts->tls) {
-		if (asprintf(&fg->ca, "%s/ca.pem", tmpl) < 0 ||
-		    asprintf(&cert, "%s/server.pem", tmpl) < 0 ||
-		    asprintf(&key, "%s/server.key", tmpl) < 0) {
+		const char *tdir = opts->tls_dir != NULL ? opts->tls_dir : tmpl;
+
+		if (asprintf(&fg->ca, "%s/ca.pem", tdir) < 0 ||
+		    asprintf(&cert, "%s/server.pem", tdir) < 0 ||
+		    asprintf(&key, "%s/server.key", tdir) < 0) {
 			r = -ENOMEM;
 			goto out;
 		}
-		r = make_certs(pkgdir, fg->dir, fg->log);
-		if (r < 0)
-			goto out;
+		/* Reuse material a previous start left in tls_dir. */
+		if (opts->tls_dir == NULL || access(fg->ca, R_OK) < 0 || access(cert, R_OK) < 0 ||
+		    access(key, R_OK) < 0) {
+			r = make_certs(pkgdir, tdir, fg->log);
+			if (r < 0)
+				goto out;
+		}
 	}
 	snprintf(tick, sizeof(tick), "%g", opts->tick > 0 ? opts->tick : 0.2);
 	snprintf(minpart, sizeof(minpart), "%lld",
@@ -277,6 +284,13 @@ fakegc_start(const struct fakegc_opts *opts, struct fakegc **ret)
 	if (fg->pid == 0) {
 		int fd = open(fg->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
+		/*
+		 * The emulator must not outlive the test that started it, also when
+		 * Check kills a failed test: stop it when its parent dies.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() == 1)
+			_exit(127);
 		dup2(pipefd[1], STDOUT_FILENO);
 		if (fd >= 0)
 			dup2(fd, STDERR_FILENO);

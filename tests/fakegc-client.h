@@ -35,6 +35,12 @@ struct fakegc_opts {
 	long long min_part_size;	/* minimum non-final part size; <= 0: 5 MiB */
 	const char *const *extra_args;	/* more CLI arguments, NULL-terminated; may be NULL */
 	int start_timeout_ms;		/* how long to wait for the URL; <= 0: 15000 */
+	/*
+	 * With tls: a directory that keeps the CA and server certificate between
+	 * starts (made there on first use, ~1 s; reused afterwards). NULL: fresh
+	 * material in the emulator's own temporary directory every time.
+	 */
+	const char *tls_dir;
 };
 
 struct fakegc;
