@@ -1,30 +1,1625 @@
 /*
- * daemon.c: `gcdrop run`.
+ * daemon.c: `gcdrop run`, the main loop, and the watcher's decisions.
  *
  * DESIGN
- * Start-up order: options, configuration (exit 78 when bad), logging, the
- * queue (exit 1 when it cannot be opened), then one loop over a signalfd until
- * SIGTERM or SIGINT. Signals are blocked before anything else so that every
- * thread started later inherits the mask and only the loop sees them.
+ * Start-up order: options; block SIGTERM, SIGINT and SIGHUP (before any thread
+ * exists, so every later thread inherits the mask) and ignore SIGPIPE; logging;
+ * the configuration (exit 78 when bad); the queue (exit 1 when it cannot be
+ * opened); the single-instance lock (flock on STATE_DIR/gcdrop.lock, exit 1 when
+ * another daemon holds it); leases of a previous life are released; the watches
+ * are recorded in the queue, set, and every watch folder is rescanned, so that
+ * nothing dropped while the daemon was down is missed; READY=1.
  *
- * This is the frame the watcher, the upload pool and the job poller plug into.
+ * One thread, one epoll loop. struct daemon holds the configuration, the queue,
+ * the watcher (inotify), the settling cases and a small table of epoll handlers
+ * (fd + callback): the inotify fd, a signalfd (SIGTERM/SIGINT stop, SIGHUP
+ * reloads) and one timerfd. The timerfd is always armed to the earliest of: the
+ * first settle deadline, the next periodic scan (watch folders on a network
+ * filesystem, past the watch limit, or missing), the 1-second tick (operator
+ * requests from the queue, the watchdog, the STATUS= line) and any wake-up asked
+ * for with daemon_wake_at(). There is no polling loop and no sleep: every turn
+ * handles what epoll reported, then everything that is due, then calls
+ * daemon_pipeline_tick() once, the hook where the upload pool and the job poller
+ * plug in (they add their own fds with daemon_add_handler()).
+ *
+ * A case's life here (spec section 2 steps 1-3): an event (or a rescan, or an
+ * enqueue request) makes it known: "case 'x' detected, settling" is logged, its
+ * directories are watched, and settle (a pure state machine, see settle.h) says
+ * when to walk it with scan_case() and when it is ready. A ready case goes into
+ * the queue with its files and fingerprint, in state queued; a case that cannot
+ * settle or cannot be read goes in as failed with the reason, so the operator
+ * sees it in `gcdrop status`. Either way its watches are released. Settling cases
+ * live only in memory: after a restart the start-up rescan finds them again.
+ *
+ * Rescans (start-up, inotify queue overflow, a watch folder re-appearing, and
+ * every scan_interval for polled folders) reconcile the folder with the queue: a
+ * child that is not settling is walked once; if the queue already holds its
+ * (watch, name, fingerprint) it is left alone silently (queued cases are not
+ * disturbed, and a restart does not log every kept case again); otherwise it
+ * starts settling. A settling case whose folder entry vanished is forgotten.
+ * Children found already queued are remembered with their lstat identity
+ * (device, inode, mtime, ctime), so that the next rescan of the folder skips
+ * them while that is unchanged: polled folders are rescanned every
+ * scan_interval and may keep thousands of finished cases.
+ *
+ * De-duplication is the queue's: store_case_insert() refuses a known (watch,
+ * name, fingerprint) with -EEXIST, logged once at NOTICE. The same name with
+ * another fingerprint is a new case.
  */
+
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "scan.h"
+#include "settle.h"
+#include "sha256.h"
 #include "store.h"
+#include "watch.h"
+
+#define DAEMON_MAX_HANDLERS 16
+#define DAEMON_TICK_MS 1000
+#define DAEMON_WALKS_PER_TURN 2000	/* settle walks per loop turn, so signals stay prompt */
+#define DAEMON_REQUESTS_PER_TICK 1000
+#define DAEMON_INOTIFY_BYTES_PER_TURN (4 * 1024 * 1024)
+#define DAEMON_RETRY_STORE_MS 30000	/* a queue write failed: try the case again after this */
+#define DAEMON_LOCK_NAME "gcdrop.lock"
 
 static const char daemon_usage[] = "usage: gcdrop run [-c FILE]\n";
+
+struct daemon_handler {
+	int fd;
+	int (*fn)(struct daemon *d, void *userdata);
+	void *userdata;
+};
+
+/*
+ * A child of a watch folder that a rescan found already queued (or failed), with
+ * what lstat said about it then: while that stays the same, later rescans skip
+ * it instead of walking it again (polled folders are rescanned every
+ * scan_interval, and a folder may keep thousands of finished cases).
+ */
+struct known {
+	char *name;
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtim;
+	struct timespec ctim;
+};
+
+/* One configured watch at run time. */
+struct dwatch {
+	unsigned id;			/* stable across reloads; the watcher's root id */
+	const struct config_watch *cfg;	/* into d->cfg; re-pointed on reload */
+	bool watched;			/* the folder is watched with inotify */
+	bool polled;			/* network filesystem or watch limit: periodic scans */
+	bool missing;			/* absent or unusable: retried every scan_interval */
+	bool said_missing;
+	bool said_polled;
+	int64_t next_scan;		/* when polled or missing */
+	struct known *known;		/* sorted by name, from the last rescan */
+	size_t n_known;
+};
+
+/* The daemon's side of one settling case (the settle case's userdata). */
+struct dcase {
+	unsigned watch_id;
+	char *dir;			/* the folder holding the case */
+	char *name;
+	char *quoted;			/* the name quoted for messages */
+	struct settle_case *sc;
+	struct watch_case *wc;
+	struct scan_result prev;	/* the last successful walk */
+	bool have_prev;
+	bool polled;			/* no inotify for this case */
+	bool marker_ok;			/* may use the ready marker (a directory, not enqueued) */
+	char *last_error;		/* the message of the last failed walk */
+};
+
+struct daemon {
+	const char *config_path;
+	struct config *cfg;
+	struct store *store;
+	struct watch *watch;
+	struct settle *settle;
+	struct dwatch *watches;
+	size_t n_watches;
+	unsigned next_id;
+	int epfd;
+	int sfd;
+	int tfd;
+	int lockfd;
+	struct daemon_handler handlers[DAEMON_MAX_HANDLERS];
+	size_t n_handlers;
+	bool stop;
+	bool reload;
+	bool rescan_all;
+	bool hold_all;			/* `gcdrop hold --all` until `release --all` */
+	bool said_limit;
+	bool status_dirty;
+	int64_t next_tick;
+	int64_t wake_at;		/* daemon_wake_at(), SETTLE_NEVER when none */
+	int64_t armed;
+	uint64_t watchdog_usec;
+	int64_t next_watchdog;
+};
+
+static void daemon_pipeline_tick(struct daemon *d);
+
+/* ---- small helpers ---- */
+
+int64_t
+daemon_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const struct config *
+daemon_config(const struct daemon *d)
+{
+	return d->cfg;
+}
+
+struct store *
+daemon_store(const struct daemon *d)
+{
+	return d->store;
+}
+
+void
+daemon_wake_at(struct daemon *d, int64_t when_ms)
+{
+	if (when_ms < d->wake_at)
+		d->wake_at = when_ms;
+}
+
+/* Every libsystemd notification goes through here (rule 8). */
+static void
+daemon_notify(const char *state)
+{
+	(void)sd_notify(0, state);
+}
+
+static char *
+path_join(const char *dir, const char *name)
+{
+	char *p = NULL;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static struct dwatch *
+dwatch_by_id(struct daemon *d, unsigned id)
+{
+	for (size_t i = 0; i < d->n_watches; i++)
+		if (d->watches[i].id == id)
+			return &d->watches[i];
+	return NULL;
+}
+
+static struct dwatch *
+dwatch_by_name(struct daemon *d, const char *name)
+{
+	for (size_t i = 0; i < d->n_watches; i++)
+		if (strcmp(d->watches[i].cfg->name, name) == 0)
+			return &d->watches[i];
+	return NULL;
+}
+
+static struct log_ctx
+case_ctx(const struct dwatch *dw, const char *name, const char *state, const char *mid)
+{
+	struct log_ctx ctx = LOG_CTX_INIT;
+
+	ctx.watch = dw != NULL ? dw->cfg->name : NULL;
+	ctx.case_name = name;
+	ctx.state = state;
+	ctx.message_id = mid;
+	return ctx;
+}
+
+/* Context of an event about a watch (or about the daemon, when watch is NULL). */
+static struct log_ctx
+event_ctx(const char *watch, const char *mid)
+{
+	struct log_ctx ctx = LOG_CTX_INIT;
+
+	ctx.watch = watch;
+	ctx.message_id = mid;
+	return ctx;
+}
+
+static struct log_ctx
+watch_ctx(const struct dwatch *dw)
+{
+	return event_ctx(dw->cfg->name, LOG_MID_WATCH);
+}
+
+/*
+ * Settle parameters of a case of watch 'cw'. Only a directory can hold a ready
+ * marker, and an enqueued case is ready by request, so 'marker_ok' is false for
+ * those and they settle on quiet time.
+ */
+static struct settle_params
+settle_params_for(const struct config_watch *cw, bool marker_ok, bool polled)
+{
+	struct settle_params p = {
+		.settle_ms = (int64_t)cw->settle_seconds * 1000,
+		.max_settle_ms = (int64_t)cw->max_settle_seconds * 1000,
+		.poll_ms = polled ? (int64_t)cw->scan_interval * 1000 : 0,
+		.marker = cw->ready_marker != NULL && marker_ok,
+	};
+
+	return p;
+}
+
+/* ---- settling cases ---- */
+
+static struct dcase *
+dcase_free(struct dcase *dc)
+{
+	if (dc == NULL)
+		return NULL;
+	scan_result_clear(&dc->prev);
+	free(dc->dir);
+	free(dc->name);
+	free(dc->quoted);
+	free(dc->last_error);
+	free(dc);
+	return NULL;
+}
+
+/* Stop settling a case: release its watches and forget it. */
+static void
+case_forget(struct daemon *d, struct dcase *dc)
+{
+	dc->wc = watch_case_remove(d->watch, dc->wc);
+	settle_remove(d->settle, dc->sc);
+	dcase_free(dc);
+}
+
+static void
+forget_cb(struct settle_case *sc, void *ud)
+{
+	case_forget(ud, settle_case_userdata(sc));
+}
+
+/* Switch a case to periodic walks (watch limit, or no inotify for its folder). */
+static void
+case_poll(struct daemon *d, struct dcase *dc, const struct dwatch *dw)
+{
+	struct settle_params p;
+
+	if (dc->polled)
+		return;
+	dc->polled = true;
+	if (!d->said_limit && dw->watched) {
+		d->said_limit = true;
+		struct log_ctx ctx = watch_ctx(dw);
+
+		log_event(LOG_WARNING, &ctx,
+			  "the inotify watch limit is reached; cases that cannot be watched are "
+			  "scanned every scan_interval instead (raise it with "
+			  "'sysctl fs.inotify.max_user_watches=N')");
+	}
+	p = settle_params_for(dw->cfg, dc->marker_ok, true);
+	settle_set_params(d->settle, dc->sc, &p);
+}
+
+enum detect_origin {
+	DETECT_EVENT,		/* inotify said so */
+	DETECT_RESCAN,		/* found by a rescan: leave it alone if already queued */
+	DETECT_ENQUEUE,		/* `gcdrop enqueue` */
+	DETECT_RETRY,		/* `gcdrop retry` of a case that failed while settling */
+};
+
+/* The fingerprint recorded for a case that failed without a successful walk. */
+static void
+error_fingerprint(const char *msg, char ret_hex[SHA256_HEX_SIZE])
+{
+	struct sha256 ctx;
+	uint8_t digest[SHA256_DIGEST_SIZE];
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, "gcdrop-failed\n", 14);
+	sha256_update(&ctx, msg, strlen(msg));
+	sha256_final(&ctx, digest);
+	sha256_to_hex(digest, ret_hex);
+}
+
+/*
+ * For a rescan: is this child already in the queue as it is now? One walk; a
+ * case that fails to walk the same way as recorded counts as known too.
+ */
+static bool
+case_known(struct daemon *d, const struct dwatch *dw, const char *dir, const char *name)
+{
+	struct scan_opts opts = { .ready_marker = dw->cfg->ready_marker };
+	struct scan_result res = { 0 };
+	char fp[SHA256_HEX_SIZE];
+	char *msg = NULL;
+	int64_t id;
+	int r;
+
+	r = scan_case(AT_FDCWD, dir, name, &opts, &res, &msg);
+	if (r == -ENOENT) {
+		free(msg);
+		return true;	/* gone already: nothing to do */
+	}
+	if (r < 0) {
+		error_fingerprint(msg != NULL ? msg : strerror(-r), fp);
+		free(msg);
+	} else {
+		memcpy(fp, res.fingerprint, sizeof(fp));
+		scan_result_clear(&res);
+	}
+	return store_case_find(d->store, dw->cfg->name, name, fp, &id) == 0;
+}
+
+/*
+ * Start settling case 'name' of watch 'dw', found in folder 'dir' (the watch
+ * folder, except for enqueued paths); its first walk is due at once and made by
+ * daemon_due(), which bounds the walks per loop turn. Returns true when the case
+ * started settling (or already was: then its quiet period restarts), false when
+ * it is already queued as it is (rescans only), gone, or on out-of-memory.
+ */
+static bool
+case_detect(struct daemon *d, struct dwatch *dw, const char *dir, const char *name,
+	    enum detect_origin origin)
+{
+	bool in_watch = strcmp(dir, dw->cfg->path) == 0;
+	struct settle_params p;
+	struct settle_case *sc;
+	struct dcase *dc;
+	struct stat st;
+	char *path;
+	int64_t now = daemon_now_ms();
+	int r;
+
+	sc = settle_find(d->settle, dw->id, name);
+	if (sc != NULL) {
+		settle_activity(d->settle, sc, now);
+		return true;
+	}
+	if (scan_name_ignored(name))
+		return false;
+	path = path_join(dir, name);
+	if (path == NULL)
+		return false;
+	r = lstat(path, &st);
+	free(path);
+	if (r < 0)
+		return false;
+	if (origin == DETECT_RESCAN && case_known(d, dw, dir, name))
+		return false;
+	dc = calloc(1, sizeof(*dc));
+	if (dc == NULL)
+		return false;
+	dc->watch_id = dw->id;
+	dc->dir = strdup(dir);
+	dc->name = strdup(name);
+	dc->quoted = scan_quote(name, strlen(name));
+	if (dc->dir == NULL || dc->name == NULL || dc->quoted == NULL) {
+		dcase_free(dc);
+		return false;
+	}
+	dc->polled = dw->polled || !dw->watched || !in_watch;
+	dc->marker_ok = S_ISDIR(st.st_mode) && origin != DETECT_ENQUEUE;
+	p = settle_params_for(dw->cfg, dc->marker_ok, dc->polled);
+	dc->sc = settle_add(d->settle, dw->id, name, &p, now, dc);
+	if (dc->sc == NULL) {
+		dcase_free(dc);
+		return false;
+	}
+	{
+		struct log_ctx ctx = case_ctx(dw, name, "settling", LOG_MID_CASE_STATE);
+
+		log_event(LOG_NOTICE, &ctx, "case '%s' detected%s, settling", dc->quoted,
+			  origin == DETECT_ENQUEUE ? " (enqueued)"
+			  : origin == DETECT_RETRY ? " (retry)"
+			  : origin == DETECT_RESCAN ? " by a rescan" : "");
+	}
+	if (!dc->polled) {
+		r = watch_case_add(d->watch, dw->id, dir, name, dc, &dc->wc);
+		if (r == -ENOSPC) {
+			dc->polled = false;	/* let case_poll switch it and say so */
+			case_poll(d, dc, dw);
+		} else if (r < 0) {
+			log_debug("case '%s': cannot watch it: %s", dc->quoted, strerror(-r));
+		}
+	}
+	return true;
+}
+
+/* Record a case that cannot be queued as failed, with its reason. */
+static void
+case_fail(struct daemon *d, struct dcase *dc, const char *msg)
+{
+	struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+	struct store_case_new nc = { 0 };
+	char fp[SHA256_HEX_SIZE];
+	char *path = path_join(dc->dir, dc->name);
+	int64_t id = 0;
+	int r;
+
+	if (dc->have_prev)
+		memcpy(fp, dc->prev.fingerprint, sizeof(fp));
+	else
+		error_fingerprint(msg, fp);
+	nc.watch = dw->cfg->name;
+	nc.name = dc->name;
+	nc.path = path != NULL ? path : dc->dir;
+	nc.fingerprint = fp;
+	nc.state = STORE_FAILED;
+	nc.error = msg;
+	r = store_case_insert(d->store, &nc, &id);
+	if (r == -EEXIST) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, "failed", LOG_MID_CASE_DUPLICATE);
+
+		log_event(LOG_NOTICE, &ctx,
+			  "case '%s' is already in the queue as failed (case %" PRId64 "), "
+			  "not recorded again: %s", dc->quoted, id, msg);
+	} else if (r < 0) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, "failed", LOG_MID_CASE_FAILED);
+
+		log_event(LOG_ERR, &ctx,
+		          "case '%s' failed: %s (and recording it in the queue failed: %s)",
+		          dc->quoted, msg, store_errmsg(d->store));
+	} else {
+		struct log_ctx ctx = case_ctx(dw, dc->name, "failed", LOG_MID_CASE_FAILED);
+
+		log_event(LOG_ERR, &ctx, "case '%s' failed: %s", dc->quoted, msg);
+		d->status_dirty = true;
+	}
+	free(path);
+	case_forget(d, dc);
+}
+
+static void
+case_fail_reason(struct daemon *d, struct dcase *dc)
+{
+	struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+	const struct config_watch *cw = dw->cfg;
+	char *msg = NULL;
+	int r = -1;
+
+	switch (settle_case_reason(dc->sc)) {
+	case SETTLE_REASON_WALK_ERROR:
+		r = asprintf(&msg, "%s",
+		             dc->last_error != NULL ? dc->last_error : "the case cannot be read");
+		break;
+	case SETTLE_REASON_EMPTY:
+		r = asprintf(&msg, "the case folder is still empty after %d s (max_settle_seconds)",
+			     cw->max_settle_seconds);
+		break;
+	case SETTLE_REASON_NO_MARKER:
+		r = asprintf(
+		    &msg, "the ready marker '%s' did not appear within %d s (max_settle_seconds)",
+		    cw->ready_marker, cw->max_settle_seconds);
+		break;
+	case SETTLE_REASON_MARKER_EMPTY:
+		r = asprintf(&msg, "the ready marker '%s' is present but the case has no files",
+			     cw->ready_marker);
+		break;
+	case SETTLE_REASON_CHANGING:
+	case SETTLE_REASON_NONE:
+		r = asprintf(&msg, "the case is still changing after %d s (max_settle_seconds)",
+			     cw->max_settle_seconds);
+		break;
+	}
+	case_fail(d, dc, r >= 0 ? msg : "the case did not settle");
+	free(msg);
+}
+
+/* A ready case goes into the queue. */
+static void
+case_queue(struct daemon *d, struct dcase *dc, int64_t now)
+{
+	struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+	struct store_case_new nc = { 0 };
+	struct store_file *files;
+	char *path = path_join(dc->dir, dc->name);
+	int64_t id = 0;
+	int r;
+
+	files = calloc(dc->prev.n + 1, sizeof(*files));
+	if (files == NULL || path == NULL) {
+		free(files);
+		free(path);
+		settle_retry(d->settle, dc->sc, now + DAEMON_RETRY_STORE_MS);
+		return;
+	}
+	for (size_t i = 0; i < dc->prev.n; i++) {
+		files[i].relpath = dc->prev.entries[i].relpath;
+		files[i].size = dc->prev.entries[i].size;
+		files[i].mtime_ns = dc->prev.entries[i].mtime_ns;
+	}
+	nc.watch = dw->cfg->name;
+	nc.name = dc->name;
+	nc.path = path;
+	nc.fingerprint = dc->prev.fingerprint;
+	nc.state = STORE_QUEUED;
+	nc.files = files;
+	nc.n_files = dc->prev.n;
+	r = store_case_insert(d->store, &nc, &id);
+	free(files);
+	free(path);
+	if (r == -EEXIST) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, NULL, LOG_MID_CASE_DUPLICATE);
+
+		log_event(LOG_NOTICE, &ctx,
+			  "case '%s' is already in the queue with the same content (case %" PRId64
+			  "), not queued again", dc->quoted, id);
+	} else if (r < 0) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, "settling", LOG_MID_CASE_STATE);
+
+		log_event(LOG_WARNING, &ctx,
+		          "case '%s': recording it in the queue failed: %s, will retry in %ds",
+		          dc->quoted, store_errmsg(d->store), DAEMON_RETRY_STORE_MS / 1000);
+		settle_retry(d->settle, dc->sc, now + DAEMON_RETRY_STORE_MS);
+		return;
+	} else {
+		struct log_ctx ctx = case_ctx(dw, dc->name, "queued", LOG_MID_CASE_STATE);
+
+		for (size_t i = 0; i < dc->prev.n_warnings; i++) {
+			struct log_ctx wctx = case_ctx(dw, dc->name, NULL, LOG_MID_CASE_STATE);
+
+			log_event(LOG_WARNING, &wctx, "case '%s': %s, ignoring", dc->quoted,
+				  dc->prev.warnings[i]);
+		}
+		ctx.bytes = dc->prev.total_bytes;
+		log_event(LOG_NOTICE, &ctx, "case '%s' queued: %zu file%s, %" PRId64 " bytes",
+			  dc->quoted, dc->prev.n, dc->prev.n == 1 ? "" : "s", dc->prev.total_bytes);
+		if (d->hold_all && store_case_set_held(d->store, id, true) < 0)
+			log_warning("case '%s': holding it failed: %s", dc->quoted,
+			            store_errmsg(d->store));
+		d->status_dirty = true;
+	}
+	case_forget(d, dc);
+}
+
+/* Walk a case whose walk is due, and act on settle's verdict. */
+static void
+case_walk(struct daemon *d, struct dcase *dc, int64_t now)
+{
+	struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+	struct scan_opts opts = { .ready_marker = dw->cfg->ready_marker };
+	struct scan_result res = { 0 };
+	struct settle_walk sw = { 0 };
+	enum settle_verdict v;
+	char *msg = NULL;
+	int r;
+
+	r = scan_case(AT_FDCWD, dc->dir, dc->name, &opts, &res, &msg);
+	if (r == -ENOENT) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, NULL, LOG_MID_CASE_STATE);
+
+		log_event(LOG_INFO, &ctx, "case '%s' vanished before it was queued, forgetting it",
+			  dc->quoted);
+		free(msg);
+		case_forget(d, dc);
+		return;
+	}
+	if (r < 0) {
+		sw.error = r;
+		free(dc->last_error);
+		dc->last_error = msg != NULL ? msg : strdup(strerror(-r));
+		msg = NULL;
+		scan_result_clear(&dc->prev);
+		dc->have_prev = false;
+	} else {
+		sw.n_files = res.n;
+		sw.marker = res.marker_present;
+		sw.changed = res.changed;
+		sw.same = dc->have_prev && scan_same(&dc->prev, &res);
+		scan_result_clear(&dc->prev);
+		dc->prev = res;
+		dc->have_prev = true;
+	}
+	free(msg);
+	v = settle_walked(d->settle, dc->sc, now, &sw);
+	switch (v) {
+	case SETTLE_READY:
+		case_queue(d, dc, now);
+		break;
+	case SETTLE_FAIL:
+		case_fail_reason(d, dc);
+		break;
+	case SETTLE_WAIT:
+	case SETTLE_WALK:
+		break;
+	}
+}
+
+/* ---- watch folders ---- */
+
+/*
+ * Reconcile one watch folder with what is settling: children not settling are
+ * detected (unless already queued as they are), settling cases whose entry
+ * vanished are forgotten. 'activity': events may have been lost (overflow), so
+ * settling cases restart their quiet period.
+ */
+struct rescan_ctx {
+	struct daemon *d;
+	char **names;
+	size_t n;
+	bool activity;
+	int64_t now;
+};
+
+static int
+name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+rescan_settling_cb(struct settle_case *sc, void *ud)
+{
+	struct rescan_ctx *rc = ud;
+	struct dcase *dc = settle_case_userdata(sc);
+	const char *key = dc->name;
+	struct dwatch *dw = dwatch_by_id(rc->d, dc->watch_id);
+
+	if (strcmp(dc->dir, dw->cfg->path) != 0)
+		return;	/* enqueued from elsewhere: not in this folder */
+	if (bsearch(&key, rc->names, rc->n, sizeof(*rc->names), name_cmp) == NULL) {
+		struct log_ctx ctx = case_ctx(dw, dc->name, NULL, LOG_MID_CASE_STATE);
+
+		log_event(LOG_INFO, &ctx, "case '%s' vanished before it was queued, forgetting it",
+			  dc->quoted);
+		case_forget(rc->d, dc);
+	} else if (rc->activity) {
+		settle_activity(rc->d->settle, sc, rc->now);
+	}
+}
+
+static void
+known_free(struct known *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(k[i].name);
+	free(k);
+}
+
+static int
+known_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct known *)elem)->name);
+}
+
+static bool
+known_same(const struct known *k, const struct stat *st)
+{
+	return k->dev == st->st_dev && k->ino == st->st_ino &&
+	       k->mtim.tv_sec == st->st_mtim.tv_sec && k->mtim.tv_nsec == st->st_mtim.tv_nsec &&
+	       k->ctim.tv_sec == st->st_ctim.tv_sec && k->ctim.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static int
+rescan_watch(struct daemon *d, struct dwatch *dw, bool activity)
+{
+	struct rescan_ctx rc = { .d = d, .activity = activity, .now = daemon_now_ms() };
+	struct known *nk;
+	size_t n_nk = 0;
+	int r;
+
+	r = scan_list_cases(AT_FDCWD, dw->cfg->path, &rc.names, &rc.n);
+	if (r < 0)
+		return r;
+	settle_foreach(d->settle, dw->id, rescan_settling_cb, &rc);
+	nk = calloc(rc.n + 1, sizeof(*nk));
+	for (size_t i = 0; i < rc.n; i++) {
+		const struct known *k;
+		struct stat st;
+		char *path;
+
+		if (settle_find(d->settle, dw->id, rc.names[i]) != NULL)
+			continue;
+		path = path_join(dw->cfg->path, rc.names[i]);
+		r = path != NULL ? lstat(path, &st) : -1;
+		free(path);
+		if (r < 0)
+			continue;
+		k = dw->known != NULL ? bsearch(rc.names[i], dw->known, dw->n_known, sizeof(*k),
+						known_cmp)
+				      : NULL;
+		if ((k == NULL || !known_same(k, &st)) &&
+		    case_detect(d, dw, dw->cfg->path, rc.names[i], DETECT_RESCAN))
+			continue;
+		/* Already queued as it is: remember it (names come sorted). */
+		if (nk != NULL) {
+			nk[n_nk].name = rc.names[i];
+			rc.names[i] = NULL;
+			nk[n_nk].dev = st.st_dev;
+			nk[n_nk].ino = st.st_ino;
+			nk[n_nk].mtim = st.st_mtim;
+			nk[n_nk].ctim = st.st_ctim;
+			n_nk++;
+		}
+	}
+	known_free(dw->known, dw->n_known);
+	dw->known = nk;
+	dw->n_known = n_nk;
+	scan_names_free(rc.names, rc.n);
+	return 0;
+}
+
+/*
+ * Start watching a watch folder: inotify when it is local, periodic scans on a
+ * network filesystem or past the watch limit. A missing folder is an error in
+ * the log naming the watch and the path, and is retried every scan_interval.
+ * Returns true when the folder is usable (watched or polled).
+ */
+static bool
+dwatch_start(struct daemon *d, struct dwatch *dw)
+{
+	const struct config_watch *cw = dw->cfg;
+	struct log_ctx ctx = watch_ctx(dw);
+	enum watch_fs fs;
+	struct stat st;
+	int r;
+
+	dw->next_scan = daemon_now_ms() + (int64_t)cw->scan_interval * 1000;
+	r = stat(cw->path, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	if (r == 0)
+		r = watch_fs_kind(cw->path, &fs);
+	if (r < 0) {
+		if (!dw->said_missing)
+			log_event(
+			    LOG_ERR, &ctx,
+			    "watch '%s': folder '%s' is not usable: %s; checking again every %d s",
+			    cw->name, cw->path, strerror(-r), cw->scan_interval);
+		dw->said_missing = true;
+		dw->missing = true;
+		return false;
+	}
+	dw->missing = false;
+	dw->polled = false;
+	if (fs == WATCH_FS_NETWORK) {
+		if (!dw->said_polled)
+			log_event(
+			    LOG_WARNING, &ctx,
+			    "watch '%s': folder '%s' is on a network filesystem, where inotify "
+			    "misses other hosts' writes; scanning it every %d s instead",
+			    cw->name, cw->path, cw->scan_interval);
+		dw->said_polled = true;
+		dw->polled = true;
+	} else {
+		r = watch_root_add(d->watch, dw->id, cw->path, cw->ready_marker);
+		if (r == -ENOSPC) {
+			if (!dw->said_polled)
+				log_event(
+				    LOG_WARNING, &ctx,
+				    "watch '%s': the inotify watch limit is reached; scanning '%s' "
+				    "every %d s instead (raise it with "
+				    "'sysctl fs.inotify.max_user_watches=N')",
+				    cw->name, cw->path, cw->scan_interval);
+			dw->said_polled = true;
+			dw->polled = true;
+		} else if (r < 0) {
+			if (!dw->said_missing)
+				log_event(LOG_ERR, &ctx,
+				          "watch '%s': cannot watch folder '%s': %s; trying again "
+				          "every %d s",
+				          cw->name, cw->path, strerror(-r), cw->scan_interval);
+			dw->said_missing = true;
+			dw->missing = true;
+			return false;
+		}
+		dw->watched = r == 0;
+	}
+	if (dw->said_missing) {
+		log_event(LOG_NOTICE, &ctx, "watch '%s': folder '%s' is back, watching it",
+		          cw->name, cw->path);
+		dw->said_missing = false;
+	}
+	return true;
+}
+
+static void
+dwatch_stop(struct daemon *d, struct dwatch *dw)
+{
+	settle_foreach(d->settle, dw->id, forget_cb, d);
+	watch_root_remove(d->watch, dw->id);
+	known_free(dw->known, dw->n_known);
+	dw->known = NULL;
+	dw->n_known = 0;
+	dw->watched = false;
+}
+
+static void
+dwatch_lost(struct daemon *d, struct dwatch *dw)
+{
+	struct log_ctx ctx = watch_ctx(dw);
+
+	if (dw->missing)
+		return;
+	log_event(LOG_ERR, &ctx,
+		  "watch '%s': folder '%s' was deleted or moved away; checking for it every %d s",
+		  dw->cfg->name, dw->cfg->path, dw->cfg->scan_interval);
+	dwatch_stop(d, dw);
+	dw->said_missing = true;
+	dw->missing = true;
+	/* It may be back already (rm -rf and mkdir): look again at the next tick. */
+	dw->next_scan = daemon_now_ms() + DAEMON_TICK_MS;
+}
+
+static void
+dwatch_periodic(struct daemon *d, struct dwatch *dw, int64_t now)
+{
+	int r;
+
+	if ((!dw->missing && !dw->polled) || now < dw->next_scan)
+		return;
+	dw->next_scan = now + (int64_t)dw->cfg->scan_interval * 1000;
+	if (dw->missing) {
+		if (!dwatch_start(d, dw))
+			return;
+	}
+	r = rescan_watch(d, dw, false);
+	if (r < 0 && r != -ENOENT)
+		log_debug("watch '%s': rescan failed: %s", dw->cfg->name, strerror(-r));
+	if (r == -ENOENT)
+		dwatch_lost(d, dw);
+}
+
+/* ---- inotify ---- */
+
+static void
+on_watch_event(const struct watch_event *ev, void *ud)
+{
+	struct daemon *d = ud;
+	struct dwatch *dw = ev->kind == WATCH_EV_OVERFLOW ? NULL : dwatch_by_id(d, ev->root);
+	int64_t now = daemon_now_ms();
+	struct settle_case *sc;
+	struct dcase *dc;
+
+	switch (ev->kind) {
+	case WATCH_EV_CHILD:
+		if (dw == NULL)
+			return;
+		(void)case_detect(d, dw, dw->cfg->path, ev->case_name, DETECT_EVENT);
+		break;
+	case WATCH_EV_CHILD_GONE:
+		if (dw == NULL)
+			return;
+		sc = settle_find(d->settle, dw->id, ev->case_name);
+		if (sc == NULL)
+			return;
+		dc = settle_case_userdata(sc);
+		if (strcmp(dc->dir, dw->cfg->path) != 0)
+			return;
+		{
+			struct log_ctx ctx = case_ctx(dw, dc->name, NULL, LOG_MID_CASE_STATE);
+
+			log_event(LOG_INFO, &ctx,
+			          "case '%s' vanished before it was queued, forgetting it",
+			          dc->quoted);
+		}
+		case_forget(d, dc);
+		break;
+	case WATCH_EV_ACTIVITY:
+		dc = ev->case_userdata;
+		if (ev->marker)
+			settle_marker(d->settle, dc->sc, now);
+		else
+			settle_activity(d->settle, dc->sc, now);
+		break;
+	case WATCH_EV_LIMIT:
+		dc = ev->case_userdata;
+		if (dw != NULL)
+			case_poll(d, dc, dw);
+		break;
+	case WATCH_EV_ROOT_GONE:
+		if (dw != NULL)
+			dwatch_lost(d, dw);
+		break;
+	case WATCH_EV_OVERFLOW:
+		log_msg(LOG_WARNING, "the inotify event queue overflowed, events were lost; "
+				     "rescanning every watch folder");
+		d->rescan_all = true;
+		break;
+	}
+}
+
+static int
+on_inotify(struct daemon *d, void *ud)
+{
+	(void)ud;
+	return watch_read(d->watch, DAEMON_INOTIFY_BYTES_PER_TURN, on_watch_event, d);
+}
+
+/* ---- operator requests ---- */
+
+struct id_list {
+	int64_t *ids;
+	size_t n, cap;
+	bool only_failed;
+};
+
+static int
+collect_cb(const struct store_case *c, void *ud)
+{
+	struct id_list *l = ud;
+
+	if (l->only_failed ? c->state != STORE_FAILED : store_state_is_terminal(c->state))
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		int64_t *ids = realloc(l->ids, cap * sizeof(*ids));
+
+		if (ids == NULL)
+			return -ENOMEM;
+		l->ids = ids;
+		l->cap = cap;
+	}
+	l->ids[l->n++] = c->id;
+	return 0;
+}
+
+static void
+request_hold(struct daemon *d, int64_t case_id, bool held)
+{
+	struct id_list l = { 0 };
+
+	if (case_id == 0) {
+		d->hold_all = held;
+		if (store_case_foreach(d->store, NULL, collect_cb, &l) < 0)
+			log_warning("%s all cases: listing them failed: %s",
+			            held ? "holding" : "releasing", store_errmsg(d->store));
+		for (size_t i = 0; i < l.n; i++)
+			if (store_case_set_held(d->store, l.ids[i], held) < 0)
+				log_warning("case %" PRId64 ": %s failed: %s", l.ids[i],
+					    held ? "holding" : "releasing", store_errmsg(d->store));
+		log_msg(LOG_NOTICE, "%s every case (%zu now in the queue)",
+			held ? "holding" : "released", l.n);
+		free(l.ids);
+	} else {
+		struct store_case c = { 0 };
+
+		if (store_case_get(d->store, case_id, &c) < 0) {
+			log_warning("%s request for case %" PRId64
+			            ", which is not in the queue, ignoring",
+			            held ? "hold" : "release", case_id);
+			return;
+		}
+		if (store_case_set_held(d->store, case_id, held) < 0) {
+			log_warning("case %" PRId64 ": %s failed: %s", case_id,
+			            held ? "holding" : "releasing", store_errmsg(d->store));
+		} else {
+			struct log_ctx ctx = LOG_CTX_INIT;
+			char *q = scan_quote(c.name, strlen(c.name));
+
+			ctx.watch = c.watch;
+			ctx.case_name = c.name;
+			ctx.state = store_state_name(c.state);
+			ctx.message_id = LOG_MID_CASE_STATE;
+			log_event(LOG_NOTICE, &ctx, "case '%s' %s", q != NULL ? q : "?",
+				  held ? "held" : "released");
+			free(q);
+		}
+		store_case_clear(&c);
+	}
+	d->status_dirty = true;
+}
+
+static void
+request_retry_one(struct daemon *d, int64_t case_id)
+{
+	struct store_case c = { 0 };
+	struct store_file *files = NULL;
+	size_t n_files = 0;
+	struct log_ctx ctx = LOG_CTX_INIT;
+	char *q = NULL;
+
+	if (store_case_get(d->store, case_id, &c) < 0) {
+		log_warning("retry request for case %" PRId64
+		            ", which is not in the queue, ignoring",
+		            case_id);
+		return;
+	}
+	q = scan_quote(c.name, strlen(c.name));
+	ctx.watch = c.watch;
+	ctx.case_name = c.name;
+	ctx.message_id = LOG_MID_CASE_RETRY;
+	if (c.state != STORE_FAILED && c.state != STORE_CANCELLED) {
+		ctx.state = store_state_name(c.state);
+		log_event(LOG_WARNING, &ctx, "retry request for case '%s', which is %s, ignoring",
+			  q != NULL ? q : "?", store_state_name(c.state));
+		goto out;
+	}
+	if (store_file_list(d->store, case_id, &files, &n_files) == 0 && n_files == 0 &&
+	    c.path != NULL) {
+		/* It failed while settling: forget the record and let it settle again. */
+		struct dwatch *dw = dwatch_by_name(d, c.watch);
+		char *p1 = strdup(c.path), *p2 = strdup(c.path);
+
+		if (dw != NULL && p1 != NULL && p2 != NULL &&
+		    store_case_forget(d->store, case_id) == 0)
+			(void)case_detect(d, dw, dirname(p1), basename(p2), DETECT_RETRY);
+		else
+			log_event(LOG_WARNING, &ctx, "retry of case '%s' failed, ignoring",
+			          q != NULL ? q : "?");
+		free(p1);
+		free(p2);
+	} else if (store_case_reset(d->store, case_id, STORE_QUEUED) < 0) {
+		log_event(LOG_WARNING, &ctx, "retry of case '%s' failed: %s, ignoring",
+		          q != NULL ? q : "?", store_errmsg(d->store));
+	} else {
+		ctx.state = "queued";
+		log_event(LOG_NOTICE, &ctx, "case '%s' sent back to the queue (retry)",
+		          q != NULL ? q : "?");
+	}
+	store_file_list_free(files, n_files);
+out:
+	free(q);
+	store_case_clear(&c);
+	d->status_dirty = true;
+}
+
+static void
+request_enqueue(struct daemon *d, const struct store_request *rq)
+{
+	struct dwatch *dw = rq->watch != NULL ? dwatch_by_name(d, rq->watch) : NULL;
+	char *p1, *p2, *dir, *name;
+	size_t len;
+
+	if (dw == NULL) {
+		log_warning("enqueue request for watch '%s', which is not configured, ignoring",
+			    rq->watch != NULL ? rq->watch : "");
+		return;
+	}
+	if (rq->path == NULL || rq->path[0] != '/') {
+		log_warning("enqueue request for watch '%s' without an absolute path, ignoring",
+		            dw->cfg->name);
+		return;
+	}
+	p1 = strdup(rq->path);
+	p2 = strdup(rq->path);
+	if (p1 == NULL || p2 == NULL)
+		goto out;
+	/* Strip trailing slashes so that the case name is the last component. */
+	len = strlen(p1);
+	while (len > 1 && p1[len - 1] == '/') {
+		p1[--len] = '\0';
+		p2[len] = '\0';
+	}
+	dir = dirname(p1);
+	name = basename(p2);
+	if (strcmp(name, "/") == 0 || scan_name_ignored(name)) {
+		char *q = scan_quote(rq->path, strlen(rq->path));
+
+		log_warning("enqueue request for '%s': not a usable case name, ignoring",
+		            q != NULL ? q : "?");
+		free(q);
+		goto out;
+	}
+	{
+		struct settle_case *sc = settle_find(d->settle, dw->id, name);
+
+		if (sc != NULL &&
+		    strcmp(((struct dcase *)settle_case_userdata(sc))->dir, dir) != 0) {
+			char *q = scan_quote(name, strlen(name));
+
+			log_warning("enqueue request for '%s': a case of that name is settling in "
+			            "watch '%s'; "
+			            "enqueue it again later, ignoring",
+			            q != NULL ? q : "?", dw->cfg->name);
+			free(q);
+			goto out;
+		}
+	}
+	if (!case_detect(d, dw, dir, name, DETECT_ENQUEUE)) {
+		char *q = scan_quote(rq->path, strlen(rq->path));
+
+		log_warning("enqueue request for '%s' (watch '%s'): it does not exist, ignoring",
+			    q != NULL ? q : "?", dw->cfg->name);
+		free(q);
+	}
+out:
+	free(p1);
+	free(p2);
+}
+
+static void
+requests_consume(struct daemon *d)
+{
+	for (int i = 0; i < DAEMON_REQUESTS_PER_TICK; i++) {
+		struct store_request rq = { 0 };
+		int r = store_request_next(d->store, &rq);
+
+		if (r == -ENOENT)
+			return;
+		if (r < 0) {
+			log_debug("reading operator requests failed: %s", store_errmsg(d->store));
+			return;
+		}
+		switch (rq.kind) {
+		case STORE_REQ_ENQUEUE:
+			request_enqueue(d, &rq);
+			break;
+		case STORE_REQ_HOLD:
+		case STORE_REQ_RELEASE:
+			request_hold(d, rq.case_id, rq.kind == STORE_REQ_HOLD);
+			break;
+		case STORE_REQ_RETRY:
+			if (rq.case_id != 0) {
+				request_retry_one(d, rq.case_id);
+			} else {
+				struct id_list l = { .only_failed = true };
+
+				if (store_case_foreach(d->store, NULL, collect_cb, &l) == 0)
+					for (size_t k = 0; k < l.n; k++)
+						request_retry_one(d, l.ids[k]);
+				free(l.ids);
+			}
+			break;
+		}
+		if (store_request_done(d->store, rq.id) < 0) {
+			log_warning("marking operator request %" PRId64
+			            " done failed: %s, ignoring",
+			            rq.id, store_errmsg(d->store));
+			store_request_clear(&rq);
+			return;
+		}
+		store_request_clear(&rq);
+	}
+}
+
+/* ---- the STATUS= line ---- */
+
+static void
+status_update(struct daemon *d)
+{
+	int64_t counts[_STORE_STATE_MAX] = { 0 }, held = 0;
+	char line[512];
+	size_t off;
+	int n;
+
+	if (!d->status_dirty)
+		return;
+	d->status_dirty = false;
+	if (store_count_states(d->store, counts, &held) < 0)
+		return;
+	n = snprintf(line, sizeof(line), "STATUS=%zu settling", settle_count(d->settle));
+	off = n > 0 ? (size_t)n : 0;
+	for (int s = STORE_QUEUED; s < _STORE_STATE_MAX && off < sizeof(line); s++) {
+		if (counts[s] == 0 || s == STORE_SUCCEEDED)
+			continue;
+		n = snprintf(line + off, sizeof(line) - off, ", %" PRId64 " %s", counts[s],
+			     store_state_name((enum store_state)s));
+		if (n > 0)
+			off += (size_t)n;
+	}
+	if (held > 0 && off < sizeof(line))
+		snprintf(line + off, sizeof(line) - off, ", %" PRId64 " held", held);
+	daemon_notify(line);
+}
+
+/* ---- signals, reload ---- */
+
+static int
+daemon_sync_watches(struct daemon *d)
+{
+	for (size_t i = 0; i < d->cfg->n_watches; i++) {
+		const struct config_watch *w = &d->cfg->watches[i];
+
+		if (store_watch_sync(d->store, w->name, w->path, config_dest_name(w->dest),
+		                     w->slug) < 0) {
+			log_warning("recording watch '%s' in the queue failed: %s, ignoring",
+			            w->name, store_errmsg(d->store));
+		}
+	}
+	return 0;
+}
+
+static bool
+watch_same_folder(const struct config_watch *a, const struct config_watch *b)
+{
+	const char *ma = a->ready_marker != NULL ? a->ready_marker : "";
+	const char *mb = b->ready_marker != NULL ? b->ready_marker : "";
+
+	return strcmp(a->path, b->path) == 0 && strcmp(ma, mb) == 0;
+}
+
+struct reparam_ctx {
+	struct daemon *d;
+	const struct dwatch *dw;
+};
+
+static void
+reparam_cb(struct settle_case *sc, void *ud)
+{
+	struct reparam_ctx *rc = ud;
+	struct dcase *dc = settle_case_userdata(sc);
+	struct settle_params p = settle_params_for(rc->dw->cfg, dc->marker_ok, dc->polled);
+
+	settle_set_params(rc->d->settle, sc, &p);
+}
+
+static void
+daemon_reload(struct daemon *d)
+{
+	struct config *ncfg = NULL;
+	struct log_ctx ctx;
+	struct dwatch *nw;
+	char *msg = NULL;
+	size_t n_new;
+	int r;
+
+	daemon_notify("RELOADING=1");
+	r = config_load(d->config_path, 0, &ncfg, &msg);
+	if (r < 0) {
+		log_err("reloading the configuration failed, keeping the old one: %s",
+			msg != NULL ? msg : strerror(-r));
+		free(msg);
+		daemon_notify("READY=1");
+		return;
+	}
+	if (strcmp(ncfg->state_dir, d->cfg->state_dir) != 0)
+		log_warning("state_dir changed to '%s'; that takes a restart, still using '%s'",
+			    ncfg->state_dir, d->cfg->state_dir);
+	n_new = ncfg->n_watches;
+	nw = calloc(n_new + 1, sizeof(*nw));
+	if (nw == NULL) {
+		log_err("reloading the configuration failed, keeping the old one: out of memory");
+		config_free(ncfg);
+		daemon_notify("READY=1");
+		return;
+	}
+	/* Watches that are gone or moved to another folder stop; the others carry over. */
+	for (size_t i = 0; i < d->n_watches; i++) {
+		struct dwatch *old = &d->watches[i];
+		const struct config_watch *cw = config_find_watch(ncfg, old->cfg->name);
+
+		if (cw == NULL || !watch_same_folder(cw, old->cfg)) {
+			struct log_ctx wctx = watch_ctx(old);
+
+			log_event(LOG_NOTICE, &wctx, "watch '%s' %s", old->cfg->name,
+				  cw == NULL ? "removed" : "changed folder");
+			dwatch_stop(d, old);
+			old->cfg = NULL;
+		}
+	}
+	for (size_t i = 0; i < n_new; i++) {
+		const struct config_watch *cw = &ncfg->watches[i];
+		struct dwatch *old = NULL;
+
+		for (size_t k = 0; k < d->n_watches; k++)
+			if (d->watches[k].cfg != NULL &&
+			    strcmp(d->watches[k].cfg->name, cw->name) == 0)
+				old = &d->watches[k];
+		if (old != NULL) {
+			nw[i] = *old;
+		} else {
+			nw[i].id = d->next_id++;
+			nw[i].watched = false;
+		}
+		nw[i].cfg = cw;
+	}
+	free(d->watches);
+	d->watches = nw;
+	d->n_watches = n_new;
+	config_free(d->cfg);
+	d->cfg = ncfg;
+	log_set_level(d->cfg->log_level);
+	daemon_sync_watches(d);
+	for (size_t i = 0; i < d->n_watches; i++) {
+		struct dwatch *dw = &d->watches[i];
+
+		if (!dw->watched && !dw->polled && !dw->missing) {
+			if (dwatch_start(d, dw))
+				(void)rescan_watch(d, dw, false);
+		} else {
+			struct reparam_ctx rc = { d, dw };
+
+			settle_foreach(d->settle, dw->id, reparam_cb, &rc);
+		}
+	}
+	ctx = event_ctx(NULL, LOG_MID_RELOADED);
+	log_event(LOG_NOTICE, &ctx, "configuration reloaded from '%s', %zu watch(es)",
+		  d->cfg->path, d->cfg->n_watches);
+	daemon_notify("READY=1");
+}
+
+static int
+on_signal(struct daemon *d, void *ud)
+{
+	struct signalfd_siginfo si;
+
+	(void)ud;
+	for (;;) {
+		ssize_t n = read(d->sfd, &si, sizeof(si));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != (ssize_t)sizeof(si))
+			return 0;
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			d->stop = true;
+		else if (si.ssi_signo == SIGHUP)
+			d->reload = true;
+	}
+}
+
+static int
+on_timer(struct daemon *d, void *ud)
+{
+	uint64_t expirations;
+
+	(void)ud;
+	while (read(d->tfd, &expirations, sizeof(expirations)) < 0 && errno == EINTR)
+		;
+	d->armed = SETTLE_NEVER;
+	return 0;
+}
+
+/* ---- the loop ---- */
+
+int
+daemon_add_handler(struct daemon *d, int fd, int (*fn)(struct daemon *d, void *userdata),
+                   void *userdata)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct daemon_handler *h;
+
+	if (d->n_handlers == DAEMON_MAX_HANDLERS)
+		return -ENOSPC;
+	h = &d->handlers[d->n_handlers];
+	h->fd = fd;
+	h->fn = fn;
+	h->userdata = userdata;
+	ev.data.fd = fd;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	d->n_handlers++;
+	return 0;
+}
+
+void
+daemon_remove_handler(struct daemon *d, int fd)
+{
+	for (size_t i = 0; i < d->n_handlers; i++) {
+		if (d->handlers[i].fd == fd) {
+			epoll_ctl(d->epfd, EPOLL_CTL_DEL, fd, NULL);
+			memmove(&d->handlers[i], &d->handlers[i + 1],
+				(d->n_handlers - i - 1) * sizeof(d->handlers[0]));
+			d->n_handlers--;
+			return;
+		}
+	}
+}
+
+/*
+ * The hook where the upload pool and the job poller plug in: called once per
+ * loop turn on the main thread, after events and deadlines were handled. Empty
+ * until the upload issue lands: queued cases stay queued.
+ */
+static void
+daemon_pipeline_tick(struct daemon *d)
+{
+	(void)d;
+}
+
+static void
+daemon_arm(struct daemon *d, int64_t now)
+{
+	int64_t when = d->next_tick;
+	struct itimerspec its = { 0 };
+	int64_t due = settle_next_due(d->settle);
+
+	if (due < when)
+		when = due;
+	if (d->wake_at < when)
+		when = d->wake_at;
+	for (size_t i = 0; i < d->n_watches; i++)
+		if ((d->watches[i].missing || d->watches[i].polled) &&
+		    d->watches[i].next_scan < when)
+			when = d->watches[i].next_scan;
+	if (when == d->armed)
+		return;
+	d->armed = when;
+	if (when <= now)
+		when = now + 1;	/* an it_value of zero would disarm the timer */
+	/* Absolute CLOCK_MONOTONIC time: daemon_now_ms() reads the same clock. */
+	its.it_value.tv_sec = when / 1000;
+	its.it_value.tv_nsec = (long)(when % 1000) * 1000000;
+	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_warning("timerfd_settime: %s, ignoring", strerror(errno));
+}
+
+static void
+daemon_due(struct daemon *d)
+{
+	int64_t now = daemon_now_ms();
+	struct settle_case *sc;
+	bool batch;
+	int walks = 0;
+
+	/*
+	 * One transaction per turn: thousands of cases settling together are
+	 * recorded with one commit. Each insert is its own savepoint inside it.
+	 */
+	batch = store_begin(d->store) == 0;
+	if (d->rescan_all) {
+		d->rescan_all = false;
+		for (size_t i = 0; i < d->n_watches; i++) {
+			struct dwatch *dw = &d->watches[i];
+
+			if (dw->missing)
+				continue;
+			if (rescan_watch(d, dw, true) == -ENOENT)
+				dwatch_lost(d, dw);
+		}
+		now = daemon_now_ms();
+	}
+	while (walks < DAEMON_WALKS_PER_TURN && (sc = settle_pop_due(d->settle, now)) != NULL) {
+		struct dcase *dc = settle_case_userdata(sc);
+
+		switch (settle_check(d->settle, sc, now)) {
+		case SETTLE_WALK:
+			case_walk(d, dc, now);
+			walks++;
+			break;
+		case SETTLE_FAIL:
+			case_fail_reason(d, dc);
+			break;
+		case SETTLE_WAIT:
+		case SETTLE_READY:
+			/* Cannot happen for a due case; do not spin on it. */
+			settle_activity(d->settle, sc, now);
+			break;
+		}
+		now = daemon_now_ms();
+	}
+	for (size_t i = 0; i < d->n_watches; i++)
+		dwatch_periodic(d, &d->watches[i], now);
+	if (now >= d->next_tick) {
+		d->next_tick = now + DAEMON_TICK_MS;
+		requests_consume(d);
+		status_update(d);
+		if (d->watchdog_usec > 0 && now >= d->next_watchdog) {
+			daemon_notify("WATCHDOG=1");
+			d->next_watchdog = now + (int64_t)(d->watchdog_usec / 2000);
+		}
+	}
+	if (d->wake_at <= now)
+		d->wake_at = SETTLE_NEVER;
+	if (batch && store_commit(d->store) < 0) {
+		/*
+		 * What this turn recorded is lost, and those cases are forgotten in
+		 * memory: find them again with a rescan.
+		 */
+		log_warning("writing to the queue failed: %s, rescanning the watch folders",
+			    store_errmsg(d->store));
+		d->rescan_all = true;
+		daemon_wake_at(d, now + DAEMON_RETRY_STORE_MS);
+	}
+}
+
+static int
+daemon_loop(struct daemon *d)
+{
+	struct epoll_event evs[DAEMON_MAX_HANDLERS];
+
+	while (!d->stop) {
+		int n;
+
+		daemon_arm(d, daemon_now_ms());
+		n = epoll_wait(d->epfd, evs, DAEMON_MAX_HANDLERS, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("epoll_wait: %s", strerror(errno));
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			for (size_t k = 0; k < d->n_handlers; k++) {
+				struct daemon_handler *h = &d->handlers[k];
+				int r;
+
+				if (h->fd != evs[i].data.fd)
+					continue;
+				r = h->fn(d, h->userdata);
+				if (r < 0)
+					log_warning("event handler for fd %d: %s, ignoring", h->fd,
+					            strerror(-r));
+				break;
+			}
+		}
+		if (d->stop)
+			break;
+		if (d->reload) {
+			d->reload = false;
+			daemon_reload(d);
+		}
+		daemon_due(d);
+		daemon_pipeline_tick(d);
+	}
+	return 0;
+}
+
+/* ---- start-up and shutdown ---- */
+
+static int
+daemon_lock(struct daemon *d)
+{
+	char *path = path_join(d->cfg->state_dir, DAEMON_LOCK_NAME);
+	int fd, r = 0;
+
+	if (path == NULL)
+		return -ENOMEM;
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		r = -errno;
+		log_err("cannot open the lock file '%s': %s", path, strerror(-r));
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		r = -errno;
+		if (r == -EWOULDBLOCK)
+			log_err("another gcdrop daemon is running on state directory '%s' (it "
+			        "holds '%s'); "
+			        "exiting",
+			        d->cfg->state_dir, path);
+		else
+			log_err("cannot lock '%s': %s", path, strerror(-r));
+		close(fd);
+		goto out;
+	}
+	d->lockfd = fd;
+out:
+	free(path);
+	return r;
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+	if (d->settle != NULL)
+		settle_foreach(d->settle, SETTLE_ALL_WATCHES, forget_cb, d);
+	d->settle = settle_free(d->settle);
+	d->watch = watch_free(d->watch);
+	for (size_t i = 0; i < d->n_watches; i++)
+		known_free(d->watches[i].known, d->watches[i].n_known);
+	free(d->watches);
+	if (d->tfd >= 0)
+		close(d->tfd);
+	if (d->sfd >= 0)
+		close(d->sfd);
+	if (d->epfd >= 0)
+		close(d->epfd);
+	d->store = store_close(d->store);
+	if (d->lockfd >= 0)
+		close(d->lockfd);
+	d->cfg = config_free(d->cfg);
+}
 
 int
 daemon_main(int argc, char **argv)
@@ -34,77 +1629,132 @@ daemon_main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *path = CONFIG_DEFAULT_PATH;
-	struct config *cfg = NULL;
-	struct store *st = NULL;
+	struct daemon d = {
+		.config_path = CONFIG_DEFAULT_PATH,
+		.epfd = -1, .sfd = -1, .tfd = -1, .lockfd = -1,
+		.wake_at = SETTLE_NEVER, .armed = SETTLE_NEVER,
+	};
+	struct log_ctx ctx;
 	char *msg = NULL;
 	sigset_t mask;
-	int c, r, sfd = -1, rc = EX_OK;
+	int c, r, rc = EX_OK;
 
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			path = optarg;
+			d.config_path = optarg;
 			break;
 		case 'h':
 			fputs(daemon_usage, stdout);
 			return EX_OK;
 		default:
-			fprintf(stderr, "gcdrop run: unknown option '%s'\n%s", argv[optind - 1], daemon_usage);
+			fprintf(stderr, "gcdrop run: unknown option '%s'\n%s", argv[optind - 1],
+			        daemon_usage);
 			return EX_USAGE;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "gcdrop run: unexpected argument '%s'\n%s", argv[optind], daemon_usage);
+		fprintf(stderr, "gcdrop run: unexpected argument '%s'\n%s", argv[optind],
+		        daemon_usage);
 		return EX_USAGE;
 	}
+
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
 	log_init(LOG_MODE_AUTO, LOG_INFO);
-	r = config_load(path, 0, &cfg, &msg);
+	r = config_load(d.config_path, 0, &d.cfg, &msg);
 	if (r < 0) {
 		log_err("%s", msg != NULL ? msg : strerror(-r));
 		free(msg);
 		return EX_CONFIG;
 	}
-	log_set_level(cfg->log_level);
-	r = store_open(cfg->state_dir, 0, &st, &msg);
+	log_set_level(d.cfg->log_level);
+	r = store_open(d.cfg->state_dir, 0, &d.store, &msg);
 	if (r < 0) {
 		log_err("cannot open the queue: %s", msg != NULL ? msg : strerror(-r));
 		free(msg);
 		rc = 1;
 		goto out;
 	}
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-	if (sfd < 0) {
-		log_err("signalfd: %s", strerror(errno));
+	if (daemon_lock(&d) < 0) {
 		rc = 1;
 		goto out;
 	}
-	log_msg(LOG_NOTICE, "gcdrop %s started with '%s', %zu watch(es)", PACKAGE_VERSION, cfg->path,
-		cfg->n_watches);
-	for (;;) {
-		struct signalfd_siginfo si;
-		ssize_t n = read(sfd, &si, sizeof(si));
+	if (store_release_all_leases(d.store) < 0)
+		log_warning("releasing old leases failed: %s, ignoring", store_errmsg(d.store));
+	daemon_sync_watches(&d);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != (ssize_t)sizeof(si))
-			break;
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
-			break;
+	r = watch_new(&d.watch);
+	if (r < 0) {
+		log_err("cannot start inotify: %s%s", strerror(-r),
+		        r == -EMFILE ? " (raise it with 'sysctl fs.inotify.max_user_instances=N')"
+		                     : "");
+		rc = 1;
+		goto out;
 	}
-	log_msg(LOG_NOTICE, "gcdrop stopping");
+	d.settle = settle_new();
+	d.epfd = epoll_create1(EPOLL_CLOEXEC);
+	d.sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	d.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (d.settle == NULL || d.epfd < 0 || d.sfd < 0 || d.tfd < 0) {
+		log_err("cannot set up the main loop: %s",
+		        d.settle == NULL ? strerror(ENOMEM) : strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	if (daemon_add_handler(&d, watch_fd(d.watch), on_inotify, NULL) < 0 ||
+	    daemon_add_handler(&d, d.sfd, on_signal, NULL) < 0 ||
+	    daemon_add_handler(&d, d.tfd, on_timer, NULL) < 0) {
+		log_err("cannot set up the main loop: %s", strerror(errno));
+		rc = 1;
+		goto out;
+	}
+
+	d.n_watches = d.cfg->n_watches;
+	d.watches = calloc(d.n_watches + 1, sizeof(*d.watches));
+	if (d.watches == NULL) {
+		log_err("out of memory");
+		rc = 1;
+		goto out;
+	}
+	for (size_t i = 0; i < d.n_watches; i++) {
+		d.watches[i].id = d.next_id++;
+		d.watches[i].cfg = &d.cfg->watches[i];
+		(void)dwatch_start(&d, &d.watches[i]);
+	}
+	/* Watches are set before the rescan, so nothing falls between the two. */
+	for (size_t i = 0; i < d.n_watches; i++) {
+		struct dwatch *dw = &d.watches[i];
+
+		if (!dw->missing && rescan_watch(&d, dw, false) < 0)
+			dwatch_lost(&d, dw);
+	}
+	if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0)
+		d.watchdog_usec = 0;
+	d.next_tick = daemon_now_ms();
+	d.status_dirty = true;
+	ctx = event_ctx(NULL, LOG_MID_STARTED);
+	log_event(LOG_NOTICE, &ctx,
+		  "gcdrop %s started with '%s', %zu watch(es), %zu case(s) settling", PACKAGE_VERSION,
+		  d.cfg->path, d.cfg->n_watches, settle_count(d.settle));
+	daemon_notify("READY=1");
+
+	if (daemon_loop(&d) < 0)
+		rc = 1;
+
+	daemon_notify("STOPPING=1");
+	ctx = event_ctx(NULL, LOG_MID_STOPPING);
+	log_event(LOG_NOTICE, &ctx,
+		  "gcdrop stopping, %zu case(s) still settling (found again at the next start)",
+		  settle_count(d.settle));
 out:
-	if (sfd >= 0)
-		close(sfd);
-	store_close(st);
-	config_free(cfg);
+	daemon_free(&d);
 	return rc;
 }
