@@ -28,9 +28,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "api.h"
+#include "casemap.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "http.h"
 #include "store.h"
 
 /* Options every command understands. */
@@ -736,6 +739,131 @@ cli_check_dir(int *problems, const char *what, const char *path, int mode)
 	cli_check_line(problems, true, "%s '%s'", what, path);
 }
 
+/* Check that a socket exists on the server; 'why' says where the config uses it. */
+static void
+cli_check_socket(int *problems, struct api *api, const char *slug, const char *why)
+{
+	struct api_socket sock = { 0 };
+	struct api_error err;
+
+	if (api_socket_get(api, slug, &sock, &err) < 0) {
+		cli_check_line(problems, false, "%s: socket '%s': %s", why, slug, err.message);
+		return;
+	}
+	cli_check_line(problems, true, "%s: socket '%s' (%s, %s)", why, slug,
+		       sock.kind != NULL ? sock.kind : "?",
+		       sock.super_kind == API_SUPER_IMAGE  ? "Image"
+		       : sock.super_kind == API_SUPER_FILE ? "File"
+							   : "Value");
+	api_socket_clear(&sock);
+}
+
+/* Does the algorithm have 'slug' among the inputs of one of its interfaces? */
+static bool
+cli_algorithm_has_input(const struct api_algorithm *a, const char *slug)
+{
+	for (size_t i = 0; i < a->n_interfaces; i++)
+		for (size_t k = 0; k < a->interfaces[i].n_inputs; k++)
+			if (strcmp(a->interfaces[i].inputs[k].slug, slug) == 0)
+				return true;
+	return false;
+}
+
+/*
+ * The online part of `gcdrop check`: the server answers, the token is valid,
+ * and every watch's destination and sockets exist and are visible to it.
+ */
+static void
+cli_check_server(int *problems, const struct config *cfg, bool token_ok)
+{
+	struct http_opts ho = { 0 };
+	struct http *http = NULL;
+	struct api *api = NULL;
+	struct api_error err;
+	char *token = NULL, *msg = NULL;
+
+	if (!token_ok) {
+		cli_check_line(problems, false, "server checks skipped: no usable token");
+		return;
+	}
+	if (http_global_init() < 0) {
+		cli_check_line(problems, false, "cannot initialise libcurl");
+		return;
+	}
+	if (config_token(cfg, &token, &msg) < 0) {
+		cli_check_line(problems, false, "token: %s", msg != NULL ? msg : "not found");
+		free(msg);
+		goto out;
+	}
+	log_add_secret(token);
+	ho.api_url = cfg->api_url;
+	ho.authorization = token;
+	ho.ca_file = cfg->ca_file;
+	ho.connect_timeout_s = 15;
+	ho.low_speed_time_s = 30;
+	http = http_new(&ho);
+	api = http != NULL ? api_new(http, cfg->api_url) : NULL;
+	if (api == NULL) {
+		cli_check_line(problems, false, "api_url '%s' cannot be used", cfg->api_url);
+		goto out;
+	}
+	if (api_ping(api, &err) < 0) {
+		cli_check_line(problems, false, "server '%s': %s%s", cfg->api_url, err.message,
+			       err.cls == API_AUTH ? " (the token is not valid)" : "");
+		goto out;
+	}
+	cli_check_line(problems, true, "server '%s' answers and accepts the token", cfg->api_url);
+	for (size_t i = 0; i < cfg->n_watches; i++) {
+		const struct config_watch *w = &cfg->watches[i];
+		char why[256];
+
+		snprintf(why, sizeof(why), "watch '%s'", w->name);
+		if (w->dest == CONFIG_DEST_ALGORITHM) {
+			struct api_algorithm a = { 0 };
+
+			if (api_algorithm_get(api, w->slug, &a, &err) < 0) {
+				cli_check_line(problems, false, "%s: algorithm '%s': %s", why, w->slug,
+					       err.message);
+				continue;
+			}
+			cli_check_line(problems, true, "%s: algorithm '%s' (%zu interface%s)", why, w->slug,
+				       a.n_interfaces, a.n_interfaces == 1 ? "" : "s");
+			if (w->socket != NULL && !cli_algorithm_has_input(&a, w->socket))
+				cli_check_line(problems, false, "%s: socket '%s' is not an input of '%s'", why,
+					       w->socket, w->slug);
+			for (size_t k = 0; k < w->n_values; k++)
+				if (!cli_algorithm_has_input(&a, w->values[k].socket))
+					cli_check_line(problems, false,
+						       "%s: value socket '%s' is not an input of '%s'", why,
+						       w->values[k].socket, w->slug);
+			api_algorithm_clear(&a);
+		} else {
+			struct api_collection c = { 0 };
+			bool archive = w->dest == CONFIG_DEST_ARCHIVE;
+			int r = archive ? api_archive_get(api, w->slug, &c, &err)
+					: api_reader_study_get(api, w->slug, &c, &err);
+
+			if (r < 0) {
+				cli_check_line(problems, false, "%s: %s '%s': %s", why,
+					       archive ? "archive" : "reader study", w->slug, err.message);
+				continue;
+			}
+			cli_check_line(problems, true, "%s: %s '%s'", why, archive ? "archive" : "reader study",
+				       w->slug);
+			api_collection_clear(&c);
+			cli_check_socket(problems, api, w->socket != NULL ? w->socket : CASEMAP_DEFAULT_SOCKET,
+					 why);
+		}
+		for (size_t k = 0; k < w->n_values; k++)
+			cli_check_socket(problems, api, w->values[k].socket, why);
+	}
+out:
+	api_free(api);
+	http_free(http);
+	config_token_free(token);
+	http_global_cleanup();
+}
+
 int
 cli_check(int argc, char **argv)
 {
@@ -745,6 +873,7 @@ cli_check(int argc, char **argv)
 	struct config *cfg;
 	char *token = NULL, *msg = NULL;
 	int first, problems = 0;
+	bool token_ok = false;
 
 	first = cli_parse(argc, argv, &o, allowed, usage);
 	if (first < 0)
@@ -763,6 +892,7 @@ cli_check(int argc, char **argv)
 		free(msg);
 	} else {
 		cli_check_line(&problems, true, "token found (not shown)");
+		token_ok = true;
 	}
 	config_token_free(token);
 	cli_check_dir(&problems, "state directory", cfg->state_dir, W_OK | X_OK);
@@ -775,8 +905,7 @@ cli_check(int argc, char **argv)
 		cli_check_dir(&problems, "failed folder", w->failed_dir, W_OK | X_OK);
 	}
 	if (!o.offline)
-		cli_check_line(&problems, true,
-			       "server checks skipped: this build checks the server when the daemon starts");
+		cli_check_server(&problems, cfg, token_ok);
 	config_free(cfg);
 	if (problems > 0) {
 		printf("%d problem%s found\n", problems, problems == 1 ? "" : "s");

@@ -16,6 +16,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 
+#include "fakegc-client.h"
 #include "testutil.h"
 
 /* argv entries are char *; the strings here are constant and never written. */
@@ -197,6 +198,92 @@ START_TEST(test_example_config_checks)
 }
 END_TEST
 
+
+/*
+ * `gcdrop check` against the emulator: each problem it promises to catch is
+ * reported by name and makes it exit 1; a sound setup exits 0.
+ */
+static char *
+check_conf(const char *api_url, const char *algorithm, const char *archive, const char *socket)
+{
+	char *path = tu_strdupf("%s/check.conf", dir);
+	char *text;
+
+	mkdir(tu_strdupf("%s/alg", dir), 0700);
+	text = tu_strdupf("api_url = \"%s\";\nstate_dir = \"%s/state\";\n"
+			  "watches = (\n"
+			  "  { name = \"alg\"; path = \"%s/alg\"; algorithm = \"%s\"; },\n"
+			  "  { name = \"arc\"; path = \"%s/in\"; archive = \"%s\"; socket = \"%s\"; }\n"
+			  ");\n",
+			  api_url, dir, dir, algorithm, dir, archive, socket);
+	tu_write_file(path, text, -1, 0644);
+	free(text);
+	return path;
+}
+
+static int
+run_check(const char *conf_path, const char *token, char **out)
+{
+	char *envtok = tu_strdupf("GRAND_CHALLENGE_AUTHORIZATION=%s", token);
+	char *argv[] = { S(tu_gcdrop_bin()), S("check"), S("-c"), S(conf_path), NULL };
+	char *env[] = { envtok, NULL };
+	char *err = NULL;
+	int rc = tu_run(argv, env, 60000, out, &err);
+
+	ck_assert_ptr_null(strstr(*out, token));
+	ck_assert_ptr_null(strstr(err, token));
+	free(err);
+	return rc;
+}
+
+START_TEST(test_check_online)
+{
+	struct fakegc *fg = NULL;
+	const char *tok;
+	char *c, *out;
+
+	ck_assert_int_eq(fakegc_start(NULL, &fg), 0);
+	tok = fakegc_token(fg);
+
+	/* Assumptions: everything exists and the token is right. */
+	c = check_conf(fakegc_api_url(fg), "demo-algorithm", "demo-archive", "generic-medical-image");
+	ck_assert_msg(run_check(c, tok, &out) == 0, "%s", out);
+	ck_assert_ptr_nonnull(strstr(out, "accepts the token"));
+	ck_assert_ptr_nonnull(strstr(out, "watch 'alg': algorithm 'demo-algorithm'"));
+	ck_assert_ptr_nonnull(strstr(out, "watch 'arc': archive 'demo-archive'"));
+	ck_assert_ptr_nonnull(strstr(out, "configuration OK"));
+	free(out);
+
+	/* A wrong token. */
+	ck_assert_int_eq(run_check(c, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", &out), 1);
+	ck_assert_msg(strstr(out, "the token is not valid") != NULL, "%s", out);
+	free(out);
+	free(c);
+
+	/* An algorithm and an archive the server does not have, and a socket it does not know. */
+	c = check_conf(fakegc_api_url(fg), "no-such-algorithm", "no-such-archive", "no-such-socket");
+	ck_assert_int_eq(run_check(c, tok, &out), 1);
+	ck_assert_msg(strstr(out, "PROBLEM: watch 'alg': algorithm 'no-such-algorithm'") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "PROBLEM: watch 'arc': archive 'no-such-archive'") != NULL, "%s", out);
+	free(out);
+	free(c);
+	c = check_conf(fakegc_api_url(fg), "demo-algorithm", "demo-archive", "no-such-socket");
+	ck_assert_int_eq(run_check(c, tok, &out), 1);
+	ck_assert_msg(strstr(out, "PROBLEM: watch 'arc': socket 'no-such-socket'") != NULL, "%s", out);
+	free(out);
+	free(c);
+	ck_assert_int_eq(fakegc_stop(fg), 0);
+
+	/* The server does not answer (nothing listens on the port any more). */
+	c = check_conf("http://127.0.0.1:9/api/v1/", "demo-algorithm", "demo-archive",
+		       "generic-medical-image");
+	ck_assert_int_eq(run_check(c, FAKEGC_DEFAULT_TOKEN, &out), 1);
+	ck_assert_msg(strstr(out, "PROBLEM: server 'http://127.0.0.1:9/api/v1/'") != NULL, "%s", out);
+	free(out);
+	free(c);
+}
+END_TEST
+
 static Suite *
 cli_suite(void)
 {
@@ -210,6 +297,12 @@ cli_suite(void)
 	tcase_add_test(tc, test_bad_config);
 	tcase_add_test(tc, test_status_empty);
 	tcase_add_test(tc, test_example_config_checks);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("check");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_check_online);
 	suite_add_tcase(s, tc);
 	return s;
 }
