@@ -70,7 +70,9 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "http.h"
 #include "log.h"
+#include "pipeline.h"
 #include "scan.h"
 #include "settle.h"
 #include "sha256.h"
@@ -137,6 +139,7 @@ struct dcase {
 };
 
 struct daemon {
+	struct pipeline *pipeline;	/* archive and reader-study cases (pipeline.h) */
 	const char *config_path;
 	struct config *cfg;
 	struct store *store;
@@ -593,6 +596,8 @@ case_queue(struct daemon *d, struct dcase *dc, int64_t now)
 				  dc->prev.warnings[i]);
 		}
 		ctx.bytes = dc->prev.total_bytes;
+		if (d->pipeline != NULL)
+			pipeline_kick(d->pipeline);
 		log_event(LOG_NOTICE, &ctx, "case '%s' queued: %zu file%s, %" PRId64 " bytes",
 			  dc->quoted, dc->prev.n, dc->prev.n == 1 ? "" : "s", dc->prev.total_bytes);
 		if (d->hold_all && store_case_set_held(d->store, id, true) < 0)
@@ -1181,6 +1186,8 @@ requests_consume(struct daemon *d)
 			}
 			break;
 		}
+		if (d->pipeline != NULL)
+			pipeline_kick(d->pipeline);
 		if (store_request_done(d->store, rq.id) < 0) {
 			log_warning("marking operator request %" PRId64
 			            " done failed: %s, ignoring",
@@ -1326,6 +1333,9 @@ daemon_reload(struct daemon *d)
 	free(d->watches);
 	d->watches = nw;
 	d->n_watches = n_new;
+	/* The pipeline borrows the configuration: give it the new one first. */
+	if (d->pipeline != NULL && pipeline_reload(d->pipeline, ncfg) < 0)
+		log_warning("the uploads keep their previous settings");
 	config_free(d->cfg);
 	d->cfg = ncfg;
 	log_set_level(d->cfg->log_level);
@@ -1424,7 +1434,67 @@ daemon_remove_handler(struct daemon *d, int fd)
 static void
 daemon_pipeline_tick(struct daemon *d)
 {
-	(void)d;
+	int64_t now, next;
+
+	if (d->pipeline == NULL)
+		return;
+	now = daemon_now_ms();
+	pipeline_tick(d->pipeline, now);
+	next = pipeline_next_deadline(d->pipeline, daemon_now_ms());
+	if (next != INT64_MAX)
+		daemon_wake_at(d, next);
+}
+
+/* The pool's eventfd: completed operations. */
+static int
+on_pipeline(struct daemon *d, void *ud)
+{
+	(void)ud;
+	pipeline_on_event(d->pipeline);
+	return 0;
+}
+
+/* The pipeline saw a case change while it was uploading it: let it settle again. */
+static void
+pipeline_resettle(void *ud, const char *watch, const char *case_name)
+{
+	struct daemon *d = ud;
+	struct dwatch *dw = dwatch_by_name(d, watch);
+
+	if (dw != NULL && dw->cfg != NULL)
+		case_detect(d, dw, dw->cfg->path, case_name, DETECT_RESCAN);
+}
+
+/* Start the pipeline (after the watches are set). Returns 0 or -1 (logged). */
+static int
+daemon_pipeline_start(struct daemon *d)
+{
+	struct pipeline_opts o = {0};
+	const char *ps = getenv("GCDROP_PART_SIZE");	/* tests only: small parts */
+	char *msg = NULL;
+	int fd, r;
+
+	if (ps != NULL)
+		o.part_size = strtoll(ps, NULL, 10);
+	o.resettle = pipeline_resettle;
+	o.resettle_ud = d;
+	if (http_global_init() < 0) {
+		log_err("cannot initialise libcurl");
+		return -1;
+	}
+	r = pipeline_new(d->cfg, d->store, &o, &d->pipeline, &msg);
+	if (r < 0) {
+		log_err("cannot start the uploads: %s", msg != NULL ? msg : strerror(-r));
+		free(msg);
+		return -1;
+	}
+	fd = pipeline_eventfd(d->pipeline);
+	r = daemon_add_handler(d, fd, on_pipeline, NULL);
+	if (r < 0) {
+		log_err("cannot watch the worker pool: %s", strerror(-r));
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -1602,6 +1672,7 @@ out:
 static void
 daemon_free(struct daemon *d)
 {
+	d->pipeline = pipeline_free(d->pipeline);
 	if (d->settle != NULL)
 		settle_foreach(d->settle, SETTLE_ALL_WATCHES, forget_cb, d);
 	d->settle = settle_free(d->settle);
@@ -1736,6 +1807,10 @@ daemon_main(int argc, char **argv)
 		if (!dw->missing && rescan_watch(&d, dw, false) < 0)
 			dwatch_lost(&d, dw);
 	}
+	if (daemon_pipeline_start(&d) < 0) {
+		rc = 1;
+		goto out;
+	}
 	if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0)
 		d.watchdog_usec = 0;
 	d.next_tick = daemon_now_ms();
@@ -1750,6 +1825,9 @@ daemon_main(int argc, char **argv)
 		rc = 1;
 
 	daemon_notify("STOPPING=1");
+	/* Spec: exit within 10 s; parts still in flight after 8 s are cut (and resume later). */
+	if (d.pipeline != NULL)
+		pipeline_stop(d.pipeline, daemon_now_ms() + 8000);
 	ctx = event_ctx(NULL, LOG_MID_STOPPING);
 	log_event(LOG_NOTICE, &ctx,
 		  "gcdrop stopping, %zu case(s) still settling (found again at the next start)",
