@@ -875,24 +875,6 @@ jstrv(const cJSON *obj, const char *key, char ***ret, size_t *ret_n, struct jerr
 
 /* ---- the request ---- */
 
-static const char *
-method_name(enum http_method m)
-{
-	switch (m) {
-	case HTTP_GET:
-		return "GET";
-	case HTTP_POST:
-		return "POST";
-	case HTTP_PUT:
-		return "PUT";
-	case HTTP_PATCH:
-		return "PATCH";
-	case HTTP_DELETE:
-		return "DELETE";
-	}
-	return "?";
-}
-
 /*
  * One API call. On success (2xx with a JSON body) *ret_tree is the parsed body
  * (caller deletes it) and *ret_status the status. Failures fill reterr and
@@ -924,7 +906,7 @@ api_call(struct api *api, enum http_method method, const char *url, const cJSON 
 	r = http_request(api->http, &req, &resp, &herr);
 	api_classify(r, &herr, r == 0 ? &resp : NULL, reterr);
 	red = http_redact_url(url);
-	log_debug("api: %s %s: %s %ld%s%s", method_name(method), red ? red : "?",
+	log_debug("api: %s %s: %s %ld%s%s", http_method_name(method), red ? red : "?",
 	          api_class_name(reterr->cls), reterr->status, reterr->message[0] ? ": " : "",
 	          reterr->message);
 	free(red);

@@ -839,8 +839,8 @@ fill_resp(struct http *h, struct xfer_state *st, struct http_resp *ret, struct h
 	return 0;
 }
 
-static const char *
-method_name(enum http_method m)
+const char *
+http_method_name(enum http_method m)
 {
 	switch (m) {
 	case HTTP_GET:
@@ -891,7 +891,7 @@ http_request(struct http *h, const struct http_req *req, struct http_resp *ret,
 		    (curl_off_t)(req->json ? strlen(req->json) : 0));
 		curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, req->json ? req->json : "");
 		if (req->method != HTTP_POST)
-			curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, method_name(req->method));
+			curl_easy_setopt(h->curl, CURLOPT_CUSTOMREQUEST, http_method_name(req->method));
 		r = add_header(&headers, req->json ? "Content-Type: application/json"
 		    : "Content-Type:");
 		if (r < 0) {

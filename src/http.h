@@ -188,6 +188,9 @@ enum http_class http_classify(int rc, const struct http_error *err, const struct
 /* The class of an HTTP status with its body (may be NULL). */
 enum http_class http_classify_status(long status, const char *body);
 
+/* "GET", "POST", "PUT", "PATCH", "DELETE". */
+const char *http_method_name(enum http_method m);
+
 /* "ok", "retry", "auth", "fail". */
 const char *http_class_name(enum http_class cls);
 
