@@ -62,19 +62,47 @@ socket_clear(struct casemap_socket *s)
 	free(s->relative_path);
 }
 
+static void
+ifaces_free(struct dest *d)
+{
+	for (size_t i = 0; i < d->n_ifaces; i++)
+		casemap_names_free(d->ifaces[i].inputs, d->ifaces[i].n_inputs);
+	free(d->ifaces);
+	d->ifaces = NULL;
+	d->n_ifaces = 0;
+}
+
+void
+dest_forget(struct dest *d)
+{
+	for (size_t i = 0; i < d->n_sockets; i++)
+		socket_clear(&d->sockets[i]);
+	free(d->sockets);
+	d->sockets = NULL;
+	d->n_sockets = 0;
+	casemap_names_free(d->absent, d->n_absent);
+	d->absent = NULL;
+	d->n_absent = 0;
+	free(d->fatal);
+	d->fatal = NULL;
+	d->failures = 0;
+	d->not_before_ms = 0;
+	if (d->have_alg) {
+		api_algorithm_clear(&d->alg);
+		d->have_alg = false;
+	}
+	ifaces_free(d);
+}
+
 struct dest *
 dest_free(struct dest *d)
 {
 	if (d == NULL)
 		return NULL;
-	for (size_t i = 0; i < d->n_sockets; i++)
-		socket_clear(&d->sockets[i]);
-	free(d->sockets);
-	casemap_names_free(d->absent, d->n_absent);
+	dest_forget(d);
 	api_collection_clear(&d->coll);
 	free(d->watch);
 	free(d->slug);
-	free(d->fatal);
 	free(d);
 	return NULL;
 }
@@ -151,6 +179,8 @@ dest_ready(const struct dest *d, const struct config_watch *w, char *const *cand
 	size_t n = 0;
 	bool ok;
 
+	if (d->kind == CONFIG_DEST_ALGORITHM)
+		return d->have_alg;
 	if (!d->have_coll)
 		return false;
 	if (missing(d, w, candidates, n_candidates, &list, &n) < 0)
@@ -171,6 +201,21 @@ dest_resolve_op(struct dest *d, const struct config_watch *w, char *const *candi
 
 	if (d->resolving || d->fatal != NULL) {
 		*ret_op = NULL;
+		return 0;
+	}
+	if (d->kind == CONFIG_DEST_ALGORITHM) {
+		if (d->have_alg) {
+			*ret_op = NULL;
+			return 0;
+		}
+		op = pipeline_op_new(PIPELINE_OP_DEST_RESOLVE);
+		if (op == NULL || (op->slug = strdup(d->slug)) == NULL) {
+			pipeline_op_free(op);
+			return -ENOMEM;
+		}
+		op->algorithm = true;
+		d->resolving = true;
+		*ret_op = op;
 		return 0;
 	}
 	r = missing(d, w, candidates, n_candidates, &list, &n);
@@ -235,12 +280,61 @@ add_absent(struct dest *d, const char *slug)
 	return 0;
 }
 
+/* The algorithm's input sockets (each once) and its interfaces, into the cache. */
+static int
+take_algorithm(struct dest *d, struct api_algorithm *alg)
+{
+	int r;
+
+	d->ifaces = calloc(alg->n_interfaces + 1, sizeof(*d->ifaces));
+	if (d->ifaces == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < alg->n_interfaces; i++) {
+		const struct api_interface *it = &alg->interfaces[i];
+		struct casemap_interface *ci = &d->ifaces[d->n_ifaces++];
+
+		ci->inputs = calloc(it->n_inputs + 1, sizeof(char *));
+		if (ci->inputs == NULL)
+			return -ENOMEM;
+		for (size_t k = 0; k < it->n_inputs; k++) {
+			const struct api_socket *s = &it->inputs[k];
+
+			if ((ci->inputs[ci->n_inputs] = strdup(s->slug)) == NULL)
+				return -ENOMEM;
+			ci->n_inputs++;
+			if (dest_socket(d, s->slug) == NULL) {
+				r = add_socket(d, s);
+				if (r < 0)
+					return r;
+			}
+		}
+	}
+	d->alg = *alg;
+	memset(alg, 0, sizeof(*alg));
+	d->have_alg = true;
+	return 0;
+}
+
 enum api_class
 dest_on_resolved(struct dest *d, struct pipeline_op *op)
 {
 	d->resolving = false;
 	if (op->cancelled)
 		return API_RETRY;
+	if (op->algorithm) {
+		if (op->alg_ok && !d->have_alg && take_algorithm(d, &op->alg) < 0) {
+			dest_forget(d);
+			op->err.cls = API_RETRY;
+			snprintf(op->err.message, sizeof(op->err.message), "out of memory");
+			return API_RETRY;
+		}
+		if (op->err.cls == API_GONE && !d->have_alg) {
+			free(d->fatal);
+			if (asprintf(&d->fatal, "%s", op->err.message) < 0)
+				d->fatal = NULL;
+		}
+		return op->err.cls;
+	}
 	if (op->coll_ok && !d->have_coll) {
 		d->coll = op->coll;
 		memset(&op->coll, 0, sizeof(op->coll));
@@ -761,6 +855,13 @@ dest_import_on_done(struct dest_import *imp, struct store *store, struct pipelin
 static void
 run_resolve(struct api *api, struct pipeline_op *op)
 {
+	if (op->algorithm) {
+		op->rc = api_algorithm_get(api, op->slug, &op->alg, &op->err);
+		op->alg_ok = op->rc == 0;
+		if (op->alg_ok)
+			op->err.cls = API_OK;
+		return;
+	}
 	if (op->slug != NULL) {
 		if (op->display_set)
 			op->rc = api_reader_study_get(api, op->slug, &op->coll, &op->err);

@@ -5,7 +5,9 @@
  * the archive or reader study (looked up by slug) and the sockets a case of
  * that watch may use (the watch's socket, the static values' sockets, and the
  * slugs a case's top-level entries could be named after), so that each socket
- * is looked up once per daemon life (and again after a reload).
+ * is looked up once per daemon life (and again after a reload). For an
+ * algorithm one lookup (algorithms/?slug=) gives everything: its interfaces,
+ * whose input sockets are the only sockets a case may use.
  *
  * struct dest_import is one case's way from completed uploads to a finished
  * item (contract 4.2, 4.4, 4.5), as a sequence of operations on the main
@@ -56,12 +58,25 @@ struct dest {
 	char *fatal;			/* the destination does not exist: every case fails */
 	int64_t not_before_ms;		/* a failed lookup: not again before */
 	unsigned failures;		/* failed lookups in a row */
+	/* Algorithms: the algorithm and its interfaces (inputs as socket slugs). */
+	bool have_alg;
+	struct api_algorithm alg;
+	struct casemap_interface *ifaces;
+	size_t n_ifaces;
 };
 
 /* A new, empty cache for watch 'w'. NULL when out of memory. */
 struct dest *dest_new(const struct config_watch *w);
 /* Accepts NULL; returns NULL. */
 struct dest *dest_free(struct dest *d);
+
+/*
+ * Forget everything looked up (sockets, the collection's absence, the
+ * algorithm), so that the next case looks it up again: after a reload, and
+ * when the platform refused a job for a reason of its inputs. A resolve op
+ * still out is taken when it comes back.
+ */
+void dest_forget(struct dest *d);
 
 /*
  * The slugs a case of watch 'w' with these top-level candidate slugs needs

@@ -1,5 +1,5 @@
 /*
- * pipeline.c: the per-case state machine of archive and reader-study watches.
+ * pipeline.c: the per-case state machine of every watch (archive, reader study, algorithm).
  *
  * DESIGN
  * One owner: the main thread. It picks queued cases from the store, keeps at
@@ -20,10 +20,25 @@
  *            upload name (persisted), queued -> uploading;
  *   UPLOAD   every file through upload.c; uploading -> importing;
  *   IMPORT   sessions, the item, the values, polling (dest.c);
- *   CHECK    a PATCH said uploads are gone: GET each one, reset the missing;
+ *   JOB      algorithm watches instead of IMPORT (jobs.c): sessions, the job
+ *            (uploading -> submitted when it exists -> running when it left
+ *            "Validating inputs"), polling, outputs written on workers;
+ *   CHECK    a PATCH (or a job) said uploads are gone: GET each one, reset
+ *            the missing;
  *   FINISH   receipt, on_success / on_failure (results.c), the final state.
  * After a restart every phase is re-entered from what the store holds: a case
- * in uploading lists its parts, one in importing finds its item by title.
+ * in uploading lists its parts, one in importing finds its item by title, one
+ * with a job intent reconciles it (jobs.h), one in submitted or running goes
+ * straight back to its job (its files are not read again).
+ *
+ * A job refused for now (job limit, credits) pushes the "job creations" gate
+ * (5 s, 10 s, ... with jitter, to 5 min, or Retry-After) and puts the case in
+ * retry-wait until then, counting no attempt against max_attempts; its
+ * uploads and sessions are kept, so only the creation is repeated. Archive
+ * and reader-study creations have their own gate and are not held up.
+ *
+ * Intake (pipeline_set_intake, the disk guard): closed, no case leaves queued
+ * and no upload is created; everything already started goes on.
  *
  * Durability and batching: the store writes of one loop turn (results of
  * every drained op, state changes) go into one transaction, and the ops those
@@ -73,7 +88,9 @@
 #include "config.h"
 #include "dest.h"
 #include "http.h"
+#include "jobs.h"
 #include "log.h"
+#include "outputs.h"
 #include "pipeline.h"
 #include "results.h"
 #include "scan.h"
@@ -84,6 +101,7 @@
 #define SCAN_IDLE_MS 30000		/* look at the queue at least this often */
 #define PROGRESS_EVERY_MS 1000
 #define LIMIT_DEFAULT_MS 60000		/* a platform limit without Retry-After */
+#define JOB_LIMIT_BASE_MS 5000		/* job limit: 5 s, 10 s, ... (jitter), to 5 min */
 #define TITLE_MAX 255
 
 enum pl_phase {
@@ -92,6 +110,7 @@ enum pl_phase {
 	PC_UPLOAD,
 	PC_IMPORT,
 	PC_CHECK,
+	PC_JOB,
 	PC_FINISH,
 };
 
@@ -121,6 +140,9 @@ struct pl_case {
 	size_t n_files;
 	struct dest_import imp;
 	bool have_imp;
+	struct jobs_run run;		/* algorithm watches */
+	bool have_run;
+	enum store_state end_state;	/* END_FAIL: failed, or cancelled (a cancelled job) */
 	char *title;
 	struct pipeline_op *waiting;	/* ops made, not submitted yet */
 	int inflight;			/* ops submitted, not done */
@@ -175,6 +197,7 @@ struct pipeline {
 	int64_t auth_probe_ms;
 	bool probe_out;
 	bool stopping;
+	bool no_intake;			/* pipeline_set_intake(false) */
 	size_t out;			/* ops in the pool */
 	bool in_txn;
 	struct pipeline_stats stats;
@@ -228,6 +251,10 @@ pipeline_op_free(struct pipeline_op *op)
 		free(op->sockets);
 	}
 	free(op->socket_found);
+	api_algorithm_clear(&op->alg);
+	api_job_clear(&op->job);
+	api_jobs_free(op->jobs, op->n_jobs);
+	outputs_items_free(op->oitem, op->oitem != NULL ? 1 : 0);
 	free(op);
 	return NULL;
 }
@@ -240,11 +267,17 @@ pipeline_op_gate(enum pipeline_op_kind kind)
 	case PIPELINE_OP_ITEM_CREATE:
 	case PIPELINE_OP_ITEM_PATCH:
 		return PIPELINE_GATE_CREATIONS;
+	case PIPELINE_OP_JOB_CREATE:
+		return PIPELINE_GATE_JOBS;
 	case PIPELINE_OP_DEST_RESOLVE:
 	case PIPELINE_OP_SESSION_GET:
 	case PIPELINE_OP_ITEM_FIND:
 	case PIPELINE_OP_ITEM_GET:
 	case PIPELINE_OP_PING:
+	case PIPELINE_OP_JOB_GET:
+	case PIPELINE_OP_JOB_FIND:
+	case PIPELINE_OP_JOB_LIST:
+	case PIPELINE_OP_OUTPUT_WRITE:
 		return PIPELINE_GATE_POLLS;
 	default:
 		return PIPELINE_GATE_UPLOADS;
@@ -267,6 +300,11 @@ static const char *const op_names[_PIPELINE_OP_MAX] = {
 	[PIPELINE_OP_ITEM_PATCH] = "setting the item's values",
 	[PIPELINE_OP_ITEM_GET] = "polling the item",
 	[PIPELINE_OP_PING] = "checking the token",
+	[PIPELINE_OP_JOB_CREATE] = "creating the job",
+	[PIPELINE_OP_JOB_GET] = "polling the job",
+	[PIPELINE_OP_JOB_FIND] = "finding the job by its input image",
+	[PIPELINE_OP_JOB_LIST] = "finding the job among the algorithm's jobs",
+	[PIPELINE_OP_OUTPUT_WRITE] = "writing an output",
 };
 
 const char *
@@ -280,11 +318,14 @@ pipeline_op_run(struct api *api, struct pipeline_op *op)
 {
 	if (op->kind <= PIPELINE_OP_UPLOAD_GET)
 		upload_op_run(api, op, &op->pipeline->cancel);
+	else if (op->kind >= PIPELINE_OP_JOB_CREATE)
+		jobs_op_run(api, op);
 	else
 		dest_op_run(api, op);
 }
 
-static const char *const gate_names[_PIPELINE_GATE_MAX] = {"uploads", "creations", "polls"};
+static const char *const gate_names[_PIPELINE_GATE_MAX] = {"uploads", "creations", "polls",
+							    "job creations"};
 
 /* ---- titles ---- */
 
@@ -447,6 +488,8 @@ case_log(int prio, const struct pl_case *c, const char *mid, const char *state, 
 	ctx.message_id = mid;
 	ctx.bytes = bytes;
 	ctx.attempt = c->sc.attempts > 0 ? c->sc.attempts : -1;
+	if (c->have_run)
+		ctx.job = c->run.job_url;
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
@@ -499,6 +542,11 @@ free_waiting(struct pl_case *c)
 				upload_file_forget_op(op->sub, op);
 		} else if (op->sub == &c->imp) {
 			c->imp.busy = false;
+		} else if (c->have_run && op->sub == &c->run) {
+			if (op->kind == PIPELINE_OP_OUTPUT_WRITE)
+				c->run.writing[op->number] = false;
+			if (c->run.busy > 0)
+				c->run.busy--;
 		}
 		pipeline_op_free(op);
 	}
@@ -513,6 +561,8 @@ case_free(struct pl_case *c)
 	free(c->files);
 	if (c->have_imp)
 		dest_import_done(&c->imp);
+	if (c->have_run)
+		jobs_run_done(&c->run);
 	if (c->have_map)
 		casemap_result_clear(&c->map);
 	if (c->have_scan)
@@ -552,13 +602,54 @@ dest_for(struct pipeline *p, const struct config_watch *w)
 static bool
 watch_is_ours(const struct config_watch *w)
 {
-	return w != NULL && (w->dest == CONFIG_DEST_ARCHIVE || w->dest == CONFIG_DEST_READER_STUDY);
+	return w != NULL && (w->dest == CONFIG_DEST_ARCHIVE || w->dest == CONFIG_DEST_READER_STUDY ||
+			     w->dest == CONFIG_DEST_ALGORITHM);
 }
 
 static int64_t
 wall_now(void)
 {
 	return (int64_t)time(NULL);
+}
+
+static bool
+is_alg(const struct pl_case *c)
+{
+	return c->w != NULL && c->w->dest == CONFIG_DEST_ALGORITHM;
+}
+
+/* What the receipt says about the destination of case c. */
+static void
+receipt_dest(const struct pl_case *c, struct results_dest *rd)
+{
+	switch (c->w->dest) {
+	case CONFIG_DEST_ARCHIVE:
+		rd->kind = "archive";
+		rd->url = c->dest != NULL && c->dest->have_coll ? c->dest->coll.api_url : NULL;
+		break;
+	case CONFIG_DEST_READER_STUDY:
+		rd->kind = "reader-study";
+		rd->url = c->dest != NULL && c->dest->have_coll ? c->dest->coll.api_url : NULL;
+		break;
+	default:
+		rd->kind = "algorithm";
+		rd->url = c->dest != NULL && c->dest->have_alg ? c->dest->alg.api_url : NULL;
+		break;
+	}
+	rd->slug = c->w->slug;
+}
+
+static enum store_remote_kind
+result_kind(const struct pl_case *c)
+{
+	switch (c->w->dest) {
+	case CONFIG_DEST_ARCHIVE:
+		return STORE_REMOTE_ARCHIVE_ITEM;
+	case CONFIG_DEST_READER_STUDY:
+		return STORE_REMOTE_DISPLAY_SET;
+	default:
+		return STORE_REMOTE_JOB;
+	}
 }
 
 /* ---- ending a case ---- */
@@ -572,16 +663,18 @@ finish_failed(struct pipeline *p, struct pl_case *c)
 	struct results_dest rd = {0};
 	char *receipt = NULL, *msg = NULL;
 
-	if (transition(p, c, STORE_FAILED, c->end_msg) < 0)
+	enum store_state to = c->end == END_FAIL && c->end_state == STORE_CANCELLED ?
+			      STORE_CANCELLED : STORE_FAILED;
+
+	if (transition(p, c, to, c->end_msg) < 0)
 		return;
-	case_log(LOG_ERR, c, LOG_MID_CASE_FAILED, "failed", -1, "failed: %s", c->end_msg);
+	case_log(LOG_ERR, c, LOG_MID_CASE_FAILED, store_state_name(to), -1, "%s: %s",
+		 store_state_name(to), c->end_msg);
 	if (c->w == NULL || c->end == END_CHANGED)
 		return;
 	if (results_plan_make(c->w, &c->sc, false, NULL, &plan) < 0)
 		return;
-	rd.kind = c->w->dest == CONFIG_DEST_ARCHIVE ? "archive" : "reader-study";
-	rd.slug = c->w->slug;
-	rd.url = c->dest != NULL && c->dest->have_coll ? c->dest->coll.api_url : NULL;
+	receipt_dest(c, &rd);
 	if (plan.receipt_dir != NULL)
 		if (results_receipt_build(p->store, c->sc.id, &rd, wall_now(), &receipt) < 0)
 			receipt = NULL;
@@ -699,9 +792,13 @@ op_failed(struct pipeline *p, struct pl_case *c, struct pipeline_op *op)
 		if (e->cls == API_LIMIT || e->status == 429) {
 			struct backoff_policy pol = {.base_ms = 1000, .cap_ms = 300000};
 
+			if (g == PIPELINE_GATE_JOBS)
+				pol.base_ms = JOB_LIMIT_BASE_MS;
 			delay = e->retry_after_ms >= 0 ? e->retry_after_ms :
-				e->cls == API_LIMIT ? LIMIT_DEFAULT_MS :
+				e->cls == API_LIMIT && g != PIPELINE_GATE_JOBS ? LIMIT_DEFAULT_MS :
 				backoff_delay_ms(&pol, p->gate_hits[g], &p->rng);
+			if (g == PIPELINE_GATE_JOBS && delay < JOB_LIMIT_BASE_MS / 2)
+				delay = JOB_LIMIT_BASE_MS / 2;
 			if (backoff_gate_ready(&p->gates[g], now))
 				log_event(LOG_WARNING, NULL, "the platform asks to slow down (%s: %s), "
 					  "pausing %s for %" PRId64 "s", pipeline_op_name(op->kind),
@@ -777,7 +874,7 @@ upload_event(struct pipeline *p, struct pl_case *c, struct pipeline_op *op, enum
 	switch (ev) {
 	case UPLOAD_PROGRESS:
 	case UPLOAD_AGAIN:
-		if (op->kind == PIPELINE_OP_UPLOAD_PUT && !op->cancelled) {
+		if (ev == UPLOAD_PROGRESS && op->kind == PIPELINE_OP_UPLOAD_PUT && !op->cancelled) {
 			p->stats.parts_sent++;
 			p->stats.bytes_sent += op->length;
 		}
@@ -845,6 +942,93 @@ dest_event(struct pipeline *p, struct pl_case *c, struct pipeline_op *op, enum d
 	}
 }
 
+/* Mark the case's state with the job's, when it is behind (submitted, running). */
+static void
+job_state(struct pipeline *p, struct pl_case *c, enum store_state to)
+{
+	if (c->state >= to || c->state == STORE_RETRY_WAIT)
+		return;
+	if (transition(p, c, to, NULL) < 0) {
+		case_end(p, c, END_DROP, NULL);
+		return;
+	}
+	if (to == STORE_SUBMITTED)
+		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "submitted", -1, "job %s created (%s)",
+			 c->run.job_url, c->run.job_status != NULL ? c->run.job_status : "?");
+	else
+		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "running", -1, "job %s is %s",
+			 c->run.job_url, c->run.job_status != NULL ? c->run.job_status : "?");
+}
+
+static void
+jobs_event(struct pipeline *p, struct pl_case *c, struct pipeline_op *op, enum jobs_event ev)
+{
+	struct api_error e = {0};
+
+	switch (ev) {
+	case JOBS_PROGRESS:
+		if (!op->cancelled && op->err.cls == API_OK)
+			c->failures = 0;
+		break;
+	case JOBS_SUBMITTED:
+		c->failures = 0;
+		p->gate_hits[PIPELINE_GATE_JOBS] = 0;
+		job_state(p, c, STORE_SUBMITTED);
+		if (c->run.job_status != NULL && strcmp(c->run.job_status, "Validating inputs") != 0)
+			job_state(p, c, STORE_RUNNING);
+		break;
+	case JOBS_RUNNING:
+		c->failures = 0;
+		job_state(p, c, STORE_SUBMITTED);
+		job_state(p, c, STORE_RUNNING);
+		break;
+	case JOBS_TIMEOUT: {
+		char *m = NULL;
+
+		if (asprintf(&m, "the job %s is still %s after job_timeout (%d s); it is left to "
+			     "the operator (gcdrop keeps polling it slowly)", c->run.job_url,
+			     c->run.job_status, c->w->job_timeout) < 0)
+			break;
+		if (store_case_transition(p->store, c->sc.id, c->state, c->state, m) == 0)
+			case_log(LOG_ERR, c, LOG_MID_CASE_FAILED, store_state_name(c->state), -1,
+				 "%s", m);
+		free(m);
+		break;
+	}
+	case JOBS_FINISHED:
+		c->failures = 0;
+		c->phase = PC_FINISH;
+		break;
+	case JOBS_FAILURE:
+		if (jobs_write_failed_json(&c->run, &e) < 0)
+			case_log(LOG_WARNING, c, NULL, NULL, -1, "cannot write job.json: %s",
+				 e.message);
+		c->end_state = c->run.end_state;
+		case_end(p, c, END_FAIL, "%s", c->run.error != NULL ? c->run.error : "job failed");
+		break;
+	case JOBS_ERROR:
+		op_failed(p, c, op);
+		break;
+	case JOBS_LIMIT:
+		/* The global schedule of job creations; the case waits with its uploads. */
+		op_failed(p, c, op);
+		c->end_had_status = false;
+		c->end_retry_after_ms = backoff_gate_wait(&p->gates[PIPELINE_GATE_JOBS],
+							  backoff_now_ms());
+		case_end(p, c, END_RETRY, "the platform refuses the job for now (%s)",
+			 op->err.message);
+		break;
+	case JOBS_REFUSED:
+		dest_forget(c->dest);
+		case_end(p, c, END_FAIL, "the platform refused the job's inputs (the algorithm "
+			 "will be looked up again for the next case): %s", op->err.message);
+		break;
+	case JOBS_EXPIRED:
+		dest_event(p, c, op, DEST_EXPIRED);
+		break;
+	}
+}
+
 static void
 op_done(struct pool_item *it, bool cancelled)
 {
@@ -896,6 +1080,11 @@ op_done(struct pool_item *it, bool cancelled)
 
 		if (!c->stopping)
 			upload_event(p, c, op, ev);
+	} else if (c->have_run && op->sub == &c->run) {
+		enum jobs_event ev = jobs_run_on_done(&c->run, p->store, op);
+
+		if (!c->stopping)
+			jobs_event(p, c, op, ev);
 	} else {
 		enum dest_event ev = dest_import_on_done(&c->imp, p->store, op);
 
@@ -1070,7 +1259,10 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 	}
 	rd.read = read_at_case;
 	rd.userdata = &dirfd;
-	r = casemap_map(c->scan.entries, c->scan.n, &cd, &rd, &c->map, &msg);
+	if (is_alg(c))
+		r = jobs_map(c->scan.entries, c->scan.n, c->dest, c->w, &rd, &c->map, &msg);
+	else
+		r = casemap_map(c->scan.entries, c->scan.n, &cd, &rd, &c->map, &msg);
 	close(dirfd);
 	if (r == -EINVAL) {
 		case_end(p, c, END_FAIL, "%s", msg != NULL ? msg : "the case cannot be mapped");
@@ -1111,9 +1303,70 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "uploading", c->bytes_total,
 			 "uploading %zu file(s), %" PRId64 " bytes", c->n_files, c->bytes_total);
 	}
-	c->phase = c->state == STORE_IMPORTING ? PC_IMPORT : PC_UPLOAD;
+	c->phase = c->state == STORE_IMPORTING && !is_alg(c) ? PC_IMPORT : PC_UPLOAD;
 	if (c->phase == PC_IMPORT)
 		build_import(p, c);
+}
+
+/* The job's run, from the map and the uploads (or, once the job is known, from the store). */
+static void
+build_run(struct pipeline *p, struct pl_case *c)
+{
+	struct jobs_input *in = NULL;
+	struct jobs_opts jo = {0};
+	char **urls = NULL, **names = NULL;
+	char *case_dir = NULL;
+	int r = -ENOMEM;
+
+	if (c->have_run) {
+		jobs_run_done(&c->run);
+		c->have_run = false;
+	}
+	if (c->have_map) {
+		urls = calloc(c->n_files + 1, sizeof(char *));
+		names = calloc(c->n_files + 1, sizeof(char *));
+		if (urls == NULL || names == NULL)
+			goto out;
+		for (size_t i = 0; i < c->n_files; i++) {
+			urls[i] = c->files[i].up.api_url;
+			names[i] = c->files[i].upload_name;
+		}
+		r = jobs_inputs_build(&c->map, urls, names, c->n_files, &in);
+		if (r < 0)
+			goto out;
+	}
+	if (c->w->results_dir != NULL &&
+	    asprintf(&case_dir, "%s/%s", c->w->results_dir, c->sc.name) < 0) {
+		case_dir = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	jo.poll_base_ms = p->o.poll_base_ms;
+	jo.poll_cap_ms = p->o.poll_cap_ms;
+	jo.timeout_s = c->w->job_timeout > 0 ? c->w->job_timeout : 86400;
+	jo.case_dir = case_dir;
+	jo.watch = c->sc.watch;
+	jo.case_name = c->sc.name;
+	jo.fingerprint = c->sc.fingerprint;
+	r = jobs_run_init(&c->run, p->store, c->sc.id, c->dest, c->title, &in,
+			  c->have_map ? c->map.n : 0, &jo);
+	if (r < 0) {
+		jobs_run_done(&c->run);
+		goto out;
+	}
+	c->have_run = true;
+	if (c->run.phase == JOBS_OUTPUTS || c->run.phase == JOBS_POLL)
+		job_state(p, c, STORE_SUBMITTED);
+	if (c->run.phase == JOBS_OUTPUTS)
+		job_state(p, c, STORE_RUNNING);
+out:
+	if (in != NULL)
+		jobs_inputs_free(in, c->map.n);
+	free(urls);
+	free(names);
+	free(case_dir);
+	if (r < 0)
+		case_end(p, c, END_RETRY, "cannot prepare the job: %s", strerror(-r));
 }
 
 /* The values of the item, from the map and the uploads. */
@@ -1188,6 +1441,14 @@ adv_upload(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 		all = all && c->files[i].phase == UPLOAD_DONE;
 	if (!all || c->inflight > 0 || c->waiting != NULL)
 		return;
+	if (is_alg(c)) {
+		/* The case stays "uploading" until the job exists ("submitted"). */
+		(void)store_case_set_progress(p->store, c->sc.id, c->bytes_total, c->bytes_total);
+		case_log(LOG_INFO, c, NULL, "uploading", c->bytes_total, "uploaded, creating the job");
+		c->phase = PC_JOB;
+		build_run(p, c);
+		return;
+	}
 	if (transition(p, c, STORE_IMPORTING, NULL) < 0) {
 		case_end(p, c, END_DROP, NULL);
 		return;
@@ -1217,9 +1478,7 @@ adv_finish(struct pipeline *p, struct pl_case *c)
 		case_end(p, c, END_RETRY, "cannot plan the results: %s", strerror(-r));
 		return;
 	}
-	rd.kind = c->w->dest == CONFIG_DEST_ARCHIVE ? "archive" : "reader-study";
-	rd.slug = c->w->slug;
-	rd.url = c->dest->have_coll ? c->dest->coll.api_url : NULL;
+	receipt_dest(c, &rd);
 	/* The receipt says "succeeded": that is what it records once it is visible. */
 	if (plan.receipt_dir != NULL) {
 		r = results_receipt_build(p->store, c->sc.id, &rd, wall_now(), &receipt);
@@ -1248,10 +1507,10 @@ adv_finish(struct pipeline *p, struct pl_case *c)
 	results_plan_clear(&plan);
 	if (transition(p, c, STORE_SUCCEEDED, NULL) == 0) {
 		struct store_remote rem = {0};
-		const char *what = c->w->dest == CONFIG_DEST_ARCHIVE ? "archive item" : "display set";
+		const char *what = c->w->dest == CONFIG_DEST_ARCHIVE ? "archive item" :
+				   c->w->dest == CONFIG_DEST_READER_STUDY ? "display set" : "job";
 
-		if (store_remote_get(p->store, c->sc.id, c->w->dest == CONFIG_DEST_ARCHIVE ?
-				     STORE_REMOTE_ARCHIVE_ITEM : STORE_REMOTE_DISPLAY_SET, "", &rem) < 0)
+		if (store_remote_get(p->store, c->sc.id, result_kind(c), "", &rem) < 0)
 			memset(&rem, 0, sizeof(rem));
 		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "succeeded", c->bytes_total,
 			 "succeeded: %s %s", what, rem.url != NULL ? rem.url : "?");
@@ -1280,6 +1539,29 @@ adv_import(struct pipeline *p, struct pl_case *c, int64_t now)
 }
 
 static void
+adv_job(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
+{
+	if (!c->have_run)
+		return;
+	do {
+		struct pipeline_op *op = NULL;
+
+		if (jobs_run_next(&c->run, p->store, now, &op) < 0) {
+			case_end(p, c, END_RETRY, "cannot go on with the job: %s",
+				 c->run.error != NULL ? c->run.error : store_errmsg(p->store));
+			return;
+		}
+		if (op == NULL)
+			break;
+		op->owner = c;
+		op->next = c->waiting;
+		c->waiting = op;
+	} while (--budget > 0);
+	if (c->run.phase == JOBS_DONE)
+		c->phase = PC_FINISH;
+}
+
+static void
 adv_check(struct pipeline *p, struct pl_case *c)
 {
 	if (c->checks_out > 0)
@@ -1294,11 +1576,16 @@ adv_check(struct pipeline *p, struct pl_case *c)
 				 "(\"Invalid hyperlink - Object does not exist.\")");
 			return;
 		}
+		if (is_alg(c)) {
+			c->phase = PC_JOB;
+			build_run(p, c);
+			return;
+		}
 		c->phase = PC_IMPORT;
 		build_import(p, c);
 		return;
 	}
-	if (transition(p, c, STORE_UPLOADING, NULL) < 0) {
+	if (c->state != STORE_UPLOADING && transition(p, c, STORE_UPLOADING, NULL) < 0) {
 		case_end(p, c, END_DROP, NULL);
 		return;
 	}
@@ -1314,6 +1601,8 @@ case_advance(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 		return;
 	if (now < c->not_before_ms || p->auth_paused)
 		return;
+	if (p->no_intake && c->state == STORE_QUEUED)
+		return;	/* intake closed: it does not leave queued */
 	switch (c->phase) {
 	case PC_RESOLVE:
 		adv_resolve(p, c, now);
@@ -1335,6 +1624,11 @@ case_advance(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 		break;
 	case PC_CHECK:
 		adv_check(p, c);
+		break;
+	case PC_JOB:
+		adv_job(p, c, now, budget > 0 ? budget : 1);
+		if (c->phase == PC_FINISH)
+			adv_finish(p, c);
 		break;
 	case PC_FINISH:
 		adv_finish(p, c);
@@ -1373,7 +1667,8 @@ scan_cb(const struct store_case *sc, void *ud)
 	struct pl_case *c;
 
 	if (sc->state != STORE_QUEUED && sc->state != STORE_UPLOADING &&
-	    sc->state != STORE_IMPORTING && sc->state != STORE_RETRY_WAIT)
+	    sc->state != STORE_IMPORTING && sc->state != STORE_RETRY_WAIT &&
+	    sc->state != STORE_SUBMITTED && sc->state != STORE_RUNNING)
 		return 0;
 	c = case_find(p, sc->id);
 	if (c != NULL) {
@@ -1383,6 +1678,8 @@ scan_cb(const struct store_case *sc, void *ud)
 	}
 	w = config_find_watch(p->cfg, sc->watch);
 	if (!watch_is_ours(w) || sc->held)
+		return 0;
+	if (p->no_intake && sc->state == STORE_QUEUED)
 		return 0;
 	if (sc->state == STORE_RETRY_WAIT && sc->next_attempt > s->now_wall) {
 		if (s->next_retry == 0 || sc->next_attempt < s->next_retry)
@@ -1422,6 +1719,19 @@ activate(struct pipeline *p, int64_t id)
 	if (c->dest == NULL)
 		goto drop;
 	c->phase = PC_RESOLVE;
+	c->end_state = STORE_FAILED;
+	if (w->dest == CONFIG_DEST_ALGORITHM &&
+	    (c->state == STORE_SUBMITTED || c->state == STORE_RUNNING)) {
+		/* The job exists: the case's files are not needed any more. */
+		c->next = p->cases;
+		p->cases = c;
+		p->n_active++;
+		case_log(LOG_INFO, c, NULL, store_state_name(c->state), -1, "resuming (%s)",
+			 store_state_name(c->state));
+		c->phase = PC_JOB;
+		build_run(p, c);
+		return;
+	}
 	/* An import that finished before a crash: only the finish is left. */
 	if (c->state == STORE_IMPORTING &&
 	    store_remote_get(p->store, id, w->dest == CONFIG_DEST_ARCHIVE ?
@@ -1487,7 +1797,7 @@ submit_ready(struct pipeline *p, int64_t now)
 			enum pipeline_gate g = pipeline_op_gate(op->kind);
 
 			if (op->not_before_ms > now || !backoff_gate_ready(&p->gates[g], now) ||
-			    p->auth_paused) {
+			    p->auth_paused || (p->no_intake && op->kind == PIPELINE_OP_UPLOAD_CREATE)) {
 				pp = &op->next;
 				continue;
 			}
@@ -1694,11 +2004,16 @@ pipeline_next_deadline(struct pipeline *p, int64_t now)
 			t = c->not_before_ms;
 		if (c->have_imp && c->phase == PC_IMPORT && dest_import_wake(&c->imp) < t)
 			t = dest_import_wake(&c->imp);
+		if (c->have_run && c->phase == PC_JOB && jobs_run_wake(&c->run) < t)
+			t = jobs_run_wake(&c->run);
 		if (c->phase == PC_RESOLVE && c->dest->not_before_ms > now &&
 		    c->dest->not_before_ms < t)
 			t = c->dest->not_before_ms;
 		for (struct pipeline_op *op = c->waiting; op != NULL; op = op->next) {
 			int64_t g = now + backoff_gate_wait(&p->gates[pipeline_op_gate(op->kind)], now);
+
+			if (p->no_intake && op->kind == PIPELINE_OP_UPLOAD_CREATE)
+				continue;	/* held until intake opens */
 
 			if (op->not_before_ms > g)
 				g = op->not_before_ms;
@@ -1737,26 +2052,9 @@ pipeline_reload(struct pipeline *p, const struct config *cfg)
 			c->w = w;
 		}
 	}
-	/* Sockets are looked up again; a missing destination may exist now. */
-	for (size_t i = 0; i < p->n_dests; i++) {
-		struct dest *d = p->dests[i];
-
-		for (size_t k = 0; k < d->n_sockets; k++) {
-			free(d->sockets[k].slug);
-			free(d->sockets[k].kind);
-			free(d->sockets[k].relative_path);
-		}
-		free(d->sockets);
-		d->sockets = NULL;
-		d->n_sockets = 0;
-		casemap_names_free(d->absent, d->n_absent);
-		d->absent = NULL;
-		d->n_absent = 0;
-		free(d->fatal);
-		d->fatal = NULL;
-		d->failures = 0;
-		d->not_before_ms = 0;
-	}
+	/* Sockets (and algorithms) are looked up again; a missing destination may exist now. */
+	for (size_t i = 0; i < p->n_dests; i++)
+		dest_forget(p->dests[i]);
 	p->auth_paused = false;
 	p->kick = true;
 	return 0;
@@ -1832,4 +2130,28 @@ pipeline_get_stats(const struct pipeline *p, struct pipeline_stats *ret)
 	*ret = p->stats;
 	ret->active_cases = p->n_active;
 	ret->auth_paused = p->auth_paused;
+}
+
+void
+pipeline_set_intake(struct pipeline *p, bool accept)
+{
+	if (p->no_intake == !accept)
+		return;
+	p->no_intake = !accept;
+	if (accept)
+		p->kick = true;
+}
+
+int
+pipeline_oldest_busy_since(struct pipeline *p, int64_t *ret_ms)
+{
+	if (p->pool == NULL)
+		return -ENOENT;
+	return pool_oldest_busy_since(p->pool, ret_ms);
+}
+
+int64_t
+pipeline_bytes_sent(const struct pipeline *p)
+{
+	return p->stats.bytes_sent;
 }

@@ -1,12 +1,13 @@
 /*
- * pipeline.h: the per-case pipeline of archive and reader-study watches (pipeline_ prefix).
+ * pipeline.h: the per-case pipeline of every watch (pipeline_ prefix).
  *
  * The pipeline takes queued cases from the store and drives each one, on the
  * main thread, through spec section 2 steps 5-8: resolve the destination, walk
  * the case again and map it to sockets, upload every file with the multipart
  * protocol (upload.h), create exactly one archive item or display set and set
- * its values (dest.h), poll until the platform has imported everything, write
- * the receipt and apply on_success / on_failure (results.h).
+ * its values (dest.h), or start exactly one algorithm job, poll it to its end
+ * and write its outputs (jobs.h, outputs.h); poll until the platform has
+ * finished, write the receipt and apply on_success / on_failure (results.h).
  *
  * Threads: everything here runs on the main thread except the work of an
  * operation (struct pipeline_op), which a pool worker runs with its own
@@ -38,6 +39,7 @@
 struct config;
 struct store;
 struct pipeline;
+struct outputs_item;
 
 /* ---- operations: the unit of work a pool worker runs ---- */
 
@@ -59,6 +61,12 @@ enum pipeline_op_kind {
 	PIPELINE_OP_ITEM_PATCH,
 	PIPELINE_OP_ITEM_GET,
 	PIPELINE_OP_PING,
+	/* jobs.c */
+	PIPELINE_OP_JOB_CREATE,
+	PIPELINE_OP_JOB_GET,
+	PIPELINE_OP_JOB_FIND,		/* jobs of the algorithm with an input image */
+	PIPELINE_OP_JOB_LIST,		/* every job of the algorithm (value-only inputs) */
+	PIPELINE_OP_OUTPUT_WRITE,
 	_PIPELINE_OP_MAX,
 };
 
@@ -67,6 +75,7 @@ enum pipeline_gate {
 	PIPELINE_GATE_UPLOADS,
 	PIPELINE_GATE_CREATIONS,
 	PIPELINE_GATE_POLLS,
+	PIPELINE_GATE_JOBS,		/* job creation: the per-user job limit, credits */
 	_PIPELINE_GATE_MAX,
 };
 
@@ -107,6 +116,8 @@ struct pipeline_op {
 	size_t n_strs;
 	cJSON *json;			/* item patch: the values array (owned) */
 	char *slug;			/* resolve: the archive / reader-study slug (NULL: known) */
+	bool algorithm;			/* resolve: slug is an algorithm's */
+	struct outputs_item *oitem;	/* output write: the item (owned copy) */
 
 	/* outputs */
 	int rc;				/* 0 or a negative errno */
@@ -121,6 +132,12 @@ struct pipeline_op {
 	bool coll_ok;
 	struct api_socket *sockets;	/* resolve: one per strs[] slug ... */
 	bool *socket_found;		/* ... and whether it exists */
+	struct api_algorithm alg;	/* resolve of an algorithm */
+	bool alg_ok;
+	struct api_job job;		/* job create / get */
+	struct api_job *jobs;		/* job find / list */
+	size_t n_jobs;
+	int64_t bytes;			/* output write: bytes written */
 };
 
 /* A zeroed op of this kind; NULL when out of memory. */
@@ -207,6 +224,24 @@ size_t pipeline_inflight(struct pipeline *p);
 
 /* Free the pipeline (stopping it at once if needed). Accepts NULL; returns NULL. */
 struct pipeline *pipeline_free(struct pipeline *p);
+
+/*
+ * Intake (the disk guard): with accept false no new case is started (nothing
+ * leaves `queued`, no new upload is created; a case already resolving waits
+ * before it would leave `queued`); work in flight (parts of existing uploads,
+ * polls, creations of sessions, items and jobs) continues. Starts true.
+ */
+void pipeline_set_intake(struct pipeline *p, bool accept);
+
+/*
+ * For the watchdog: pool_oldest_busy_since() of the workers. A part upload
+ * counts as progress only while bytes actually move. Returns 0 and sets
+ * *ret_ms (CLOCK_MONOTONIC ms), or -ENOENT when no worker is busy.
+ */
+int pipeline_oldest_busy_since(struct pipeline *p, int64_t *ret_ms) GC_WUR;
+
+/* Total bytes of parts acknowledged by storage since the start (monotonic). */
+int64_t pipeline_bytes_sent(const struct pipeline *p);
 
 /* Counters for tests and the STATUS line. */
 struct pipeline_stats {

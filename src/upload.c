@@ -671,10 +671,29 @@ fail_local(struct pipeline_op *op, int rc, const char *what)
 		 strerror(-rc));
 }
 
+/* The watchdog's view of a PUT: progress only when bytes actually moved. */
+struct put_progress {
+	struct pool_item *item;
+	int64_t last;
+};
+
+static void
+put_progress(void *ud, int64_t done, int64_t total)
+{
+	struct put_progress *pp = ud;
+
+	(void)total;
+	if (done > pp->last) {
+		pp->last = done;
+		pool_touch(pp->item);
+	}
+}
+
 static void
 run_put(struct api *api, struct pipeline_op *op, const atomic_int *cancel)
 {
-	struct http_xfer xfer = {.cancel = cancel};
+	struct put_progress pp = {.item = &op->item, .last = 0};
+	struct http_xfer xfer = {.cancel = cancel, .progress = put_progress, .progress_ud = &pp};
 	struct http_resp resp = {0};
 	struct http_error herr = {0};
 	int fd = -1;
