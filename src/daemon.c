@@ -45,6 +45,28 @@
  * De-duplication is the queue's: store_case_insert() refuses a known (watch,
  * name, fingerprint) with -EEXIST, logged once at NOTICE. The same name with
  * another fingerprint is a new case.
+ *
+ * The service manager (spec section 6; every message goes through notify.h, a
+ * no-op without NOTIFY_SOCKET): READY=1 once the queue is open, the leases of a
+ * previous life are released, the watches are set, the folders rescanned and
+ * the workers started. Every 1-second tick the disk guard (diskguard.h)
+ * measures state_dir and every results_dir: below min_free_space the pipeline
+ * takes no new case (pipeline_set_intake(), what is in flight goes on) until
+ * space returns; settling cases are still queued, which costs a row, not a
+ * file. The tick also samples the bytes sent for the rate, and at least every
+ * DAEMON_STATUS_MS the STATUS= line (progress.h: counts per state with the
+ * settling cases, bytes left, rate) is sent when it changed. The watchdog is
+ * pinged from this loop only, so a hung loop stops the pings, and only while
+ * no worker has gone without progress for the stall limit (a part upload
+ * counts only while its bytes move): a hung worker stops them too, and
+ * systemd restarts the service; they resume when it moves again. SIGHUP:
+ * RELOADING=1, the new configuration parsed and validated aside, watches
+ * diffed, the pipeline and the disk guard given the new configuration,
+ * READY=1; a bad file keeps the old configuration. SIGTERM/SIGINT: STOPPING=1
+ * first, then the pipeline stops taking work and lets transfers in flight
+ * finish until DAEMON_STOP_GRACE_MS after the signal, cuts the rest (a cut
+ * part is not recorded, so it resumes after the next start) and the daemon
+ * exits 0, well within the unit's TimeoutStopSec=10.
  */
 
 #include <errno.h>
@@ -66,13 +88,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "config.h"
 #include "daemon.h"
+#include "diskguard.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "pipeline.h"
+#include "progress.h"
 #include "scan.h"
 #include "settle.h"
 #include "sha256.h"
@@ -86,6 +109,18 @@
 #define DAEMON_INOTIFY_BYTES_PER_TURN (4 * 1024 * 1024)
 #define DAEMON_RETRY_STORE_MS 30000	/* a queue write failed: try the case again after this */
 #define DAEMON_LOCK_NAME "gcdrop.lock"
+#define DAEMON_STATUS_MS 2000		/* the STATUS= line at least this often */
+/*
+ * A busy worker without progress for this long counts as hung and stops the
+ * watchdog pings. Longer than any legitimate silence: an API call may take its
+ * connect timeout plus its 120 s limit, and completing an upload hashes the
+ * whole file first. GCDROP_STALL_LIMIT_MS overrides it (tests).
+ */
+#define DAEMON_STALL_LIMIT_MS (5 * 60 * 1000)
+/* After SIGTERM, transfers in flight may finish for this long, then are cut. */
+#define DAEMON_STOP_GRACE_MS 6000
+/* MESSAGE_ID of "a worker is stalled" / "moves again" (belongs in log.h with the others). */
+#define DAEMON_MID_STALL "e93889fd6aa94e43a0e853be1bdb0de5"
 
 static const char daemon_usage[] = "usage: gcdrop run [-c FILE]\n";
 
@@ -155,16 +190,23 @@ struct daemon {
 	struct daemon_handler handlers[DAEMON_MAX_HANDLERS];
 	size_t n_handlers;
 	bool stop;
+	int64_t stop_ms;		/* when SIGTERM/SIGINT arrived */
 	bool reload;
 	bool rescan_all;
 	bool hold_all;			/* `gcdrop hold --all` until `release --all` */
 	bool said_limit;
-	bool status_dirty;
+	bool status_dirty;		/* refresh the STATUS= line at the next tick */
 	int64_t next_tick;
+	int64_t next_status;
 	int64_t wake_at;		/* daemon_wake_at(), SETTLE_NEVER when none */
 	int64_t armed;
-	uint64_t watchdog_usec;
-	int64_t next_watchdog;
+	struct diskguard *guard;	/* min_free_space */
+	bool may_start;			/* the guard's verdict at the last tick */
+	struct progress prog;		/* bytes sent, for the rate */
+	char status[PROGRESS_LINE_MAX];	/* the STATUS= line last sent */
+	struct notify_watchdog wd;
+	int64_t stall_limit_ms;
+	bool stalled;			/* a worker is past the stall limit */
 };
 
 static void daemon_pipeline_tick(struct daemon *d);
@@ -197,13 +239,6 @@ daemon_wake_at(struct daemon *d, int64_t when_ms)
 {
 	if (when_ms < d->wake_at)
 		d->wake_at = when_ms;
-}
-
-/* Every libsystemd notification goes through here (rule 8). */
-static void
-daemon_notify(const char *state)
-{
-	(void)sd_notify(0, state);
 }
 
 static char *
@@ -1199,34 +1234,81 @@ requests_consume(struct daemon *d)
 	}
 }
 
-/* ---- the STATUS= line ---- */
+/* ---- the STATUS= line, the disk guard, the watchdog ---- */
 
+/*
+ * Send the STATUS= line (progress.h) when it differs from the last one sent.
+ * Settling cases live only here, so their count is added to the queue's.
+ */
 static void
-status_update(struct daemon *d)
+status_update(struct daemon *d, int64_t now)
 {
-	int64_t counts[_STORE_STATE_MAX] = { 0 }, held = 0;
-	char line[512];
-	size_t off;
-	int n;
+	struct progress_summary s = PROGRESS_SUMMARY_INIT;
+	char line[PROGRESS_LINE_MAX];
 
-	if (!d->status_dirty)
-		return;
 	d->status_dirty = false;
-	if (store_count_states(d->store, counts, &held) < 0)
+	d->next_status = now + DAEMON_STATUS_MS;
+	if (progress_collect(d->store, &s) < 0) {
+		log_debug("reading the queue for the status line failed: %s",
+			  store_errmsg(d->store));
 		return;
-	n = snprintf(line, sizeof(line), "STATUS=%zu settling", settle_count(d->settle));
-	off = n > 0 ? (size_t)n : 0;
-	for (int s = STORE_QUEUED; s < _STORE_STATE_MAX && off < sizeof(line); s++) {
-		if (counts[s] == 0 || s == STORE_SUCCEEDED)
-			continue;
-		n = snprintf(line + off, sizeof(line) - off, ", %" PRId64 " %s", counts[s],
-			     store_state_name((enum store_state)s));
-		if (n > 0)
-			off += (size_t)n;
 	}
-	if (held > 0 && off < sizeof(line))
-		snprintf(line + off, sizeof(line) - off, ", %" PRId64 " held", held);
-	daemon_notify(line);
+	s.counts[STORE_SETTLING] += (int64_t)settle_count(d->settle);
+	s.rate = progress_rate(&d->prog, now);
+	progress_format(&s, line, sizeof(line));
+	if (strcmp(line, d->status) == 0)
+		return;
+	if (notify_status(line) == 0)
+		snprintf(d->status, sizeof(d->status), "%s", line);
+}
+
+/* Measure free space; below min_free_space the pipeline takes no new case. */
+static void
+diskguard_tick(struct daemon *d)
+{
+	bool ok = diskguard_check_all(d->guard);
+
+	if (ok == d->may_start)
+		return;
+	d->may_start = ok;
+	if (d->pipeline != NULL)
+		pipeline_set_intake(d->pipeline, ok);
+	d->status_dirty = true;
+}
+
+/*
+ * Ping the watchdog when one is due, vouching for progress: this runs on the
+ * main loop, and no worker may be busy without progress past the stall limit.
+ * The stall is logged once when it starts and once when it ends, whether or
+ * not systemd's watchdog is on.
+ */
+static void
+watchdog_tick(struct daemon *d, int64_t now)
+{
+	int64_t since;
+	bool stalled = d->pipeline != NULL &&
+		       pipeline_oldest_busy_since(d->pipeline, &since) == 0 &&
+		       now - since >= d->stall_limit_ms;
+
+	if (stalled && !d->stalled) {
+		struct log_ctx ctx = event_ctx(NULL, DAEMON_MID_STALL);
+
+		log_event(LOG_WARNING, &ctx,
+			  "a worker has made no progress for %" PRId64 " s (the stall limit is "
+			  "%" PRId64 " s)%s", (now - since) / 1000, d->stall_limit_ms / 1000,
+			  d->wd.interval_usec > 0
+				  ? "; watchdog pings stop, so systemd restarts gcdrop unless it "
+				    "moves again"
+				  : "");
+	} else if (!stalled && d->stalled) {
+		struct log_ctx ctx = event_ctx(NULL, DAEMON_MID_STALL);
+
+		log_event(LOG_NOTICE, &ctx, "the workers make progress again%s",
+			  d->wd.interval_usec > 0 ? "; watchdog pings resume" : "");
+	}
+	d->stalled = stalled;
+	if (notify_watchdog_due(&d->wd, notify_now_usec(), !stalled))
+		(void)notify_watchdog();
 }
 
 /* ---- signals, reload ---- */
@@ -1280,13 +1362,13 @@ daemon_reload(struct daemon *d)
 	size_t n_new;
 	int r;
 
-	daemon_notify("RELOADING=1");
+	(void)notify_reloading();
 	r = config_load(d->config_path, 0, &ncfg, &msg);
 	if (r < 0) {
 		log_err("reloading the configuration failed, keeping the old one: %s",
 			msg != NULL ? msg : strerror(-r));
 		free(msg);
-		daemon_notify("READY=1");
+		(void)notify_ready();
 		return;
 	}
 	if (strcmp(ncfg->state_dir, d->cfg->state_dir) != 0)
@@ -1297,7 +1379,7 @@ daemon_reload(struct daemon *d)
 	if (nw == NULL) {
 		log_err("reloading the configuration failed, keeping the old one: out of memory");
 		config_free(ncfg);
-		daemon_notify("READY=1");
+		(void)notify_ready();
 		return;
 	}
 	/* Watches that are gone or moved to another folder stop; the others carry over. */
@@ -1339,6 +1421,9 @@ daemon_reload(struct daemon *d)
 	config_free(d->cfg);
 	d->cfg = ncfg;
 	log_set_level(d->cfg->log_level);
+	if (diskguard_set_config(d->guard, d->cfg) < 0)
+		log_warning("the disk guard keeps its previous paths: out of memory");
+	d->status_dirty = true;
 	daemon_sync_watches(d);
 	for (size_t i = 0; i < d->n_watches; i++) {
 		struct dwatch *dw = &d->watches[i];
@@ -1355,7 +1440,7 @@ daemon_reload(struct daemon *d)
 	ctx = event_ctx(NULL, LOG_MID_RELOADED);
 	log_event(LOG_NOTICE, &ctx, "configuration reloaded from '%s', %zu watch(es)",
 		  d->cfg->path, d->cfg->n_watches);
-	daemon_notify("READY=1");
+	(void)notify_ready();
 }
 
 static int
@@ -1371,10 +1456,14 @@ on_signal(struct daemon *d, void *ud)
 			continue;
 		if (n != (ssize_t)sizeof(si))
 			return 0;
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			/* The stop deadline counts from the first signal. */
+			if (!d->stop)
+				d->stop_ms = daemon_now_ms();
 			d->stop = true;
-		else if (si.ssi_signo == SIGHUP)
+		} else if (si.ssi_signo == SIGHUP) {
 			d->reload = true;
+		}
 	}
 }
 
@@ -1508,6 +1597,13 @@ daemon_arm(struct daemon *d, int64_t now)
 		when = due;
 	if (d->wake_at < when)
 		when = d->wake_at;
+	/* While stalled no ping is due, whatever the time: the tick looks again. */
+	if (!d->stalled && d->wd.interval_usec > 0) {
+		int64_t wd = (int64_t)((notify_watchdog_next_usec(&d->wd) + 999) / 1000);
+
+		if (wd < when)
+			when = wd;
+	}
 	for (size_t i = 0; i < d->n_watches; i++)
 		if ((d->watches[i].missing || d->watches[i].polled) &&
 		    d->watches[i].next_scan < when)
@@ -1573,12 +1669,13 @@ daemon_due(struct daemon *d)
 	if (now >= d->next_tick) {
 		d->next_tick = now + DAEMON_TICK_MS;
 		requests_consume(d);
-		status_update(d);
-		if (d->watchdog_usec > 0 && now >= d->next_watchdog) {
-			daemon_notify("WATCHDOG=1");
-			d->next_watchdog = now + (int64_t)(d->watchdog_usec / 2000);
-		}
+		diskguard_tick(d);
+		progress_sample(&d->prog, now,
+				d->pipeline != NULL ? pipeline_bytes_sent(d->pipeline) : 0);
+		if (d->status_dirty || now >= d->next_status)
+			status_update(d, now);
 	}
+	watchdog_tick(d, now);
 	if (d->wake_at <= now)
 		d->wake_at = SETTLE_NEVER;
 	if (batch && store_commit(d->store) < 0) {
@@ -1673,6 +1770,7 @@ static void
 daemon_free(struct daemon *d)
 {
 	d->pipeline = pipeline_free(d->pipeline);
+	d->guard = diskguard_free(d->guard);
 	if (d->settle != NULL)
 		settle_foreach(d->settle, SETTLE_ALL_WATCHES, forget_cb, d);
 	d->settle = settle_free(d->settle);
@@ -1706,6 +1804,7 @@ daemon_main(int argc, char **argv)
 		.wake_at = SETTLE_NEVER, .armed = SETTLE_NEVER,
 	};
 	struct log_ctx ctx;
+	uint64_t wd_usec = 0;
 	char *msg = NULL;
 	sigset_t mask;
 	int c, r, rc = EX_OK;
@@ -1758,6 +1857,19 @@ daemon_main(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	/*
+	 * A damaged queue is refused before anything writes to it: the operator
+	 * restores it or moves it aside; gcdrop never overwrites it.
+	 */
+	r = store_integrity_check(d.store, &msg);
+	if (r < 0) {
+		log_err("the queue is damaged (malformed database), refusing to start: %s; restore "
+			"'%s/" STORE_DB_NAME "' from a backup or move it aside, gcdrop will not write to it",
+			msg != NULL ? msg : store_errmsg(d.store), d.cfg->state_dir);
+		free(msg);
+		rc = 1;
+		goto out;
+	}
 	if (store_release_all_leases(d.store) < 0)
 		log_warning("releasing old leases failed: %s, ignoring", store_errmsg(d.store));
 	daemon_sync_watches(&d);
@@ -1807,31 +1919,60 @@ daemon_main(int argc, char **argv)
 		if (!dw->missing && rescan_watch(&d, dw, false) < 0)
 			dwatch_lost(&d, dw);
 	}
+	/* The disk guard decides before the pipeline takes its first case. */
+	d.guard = diskguard_new(NULL);
+	if (d.guard == NULL || diskguard_set_config(d.guard, d.cfg) < 0) {
+		log_err("out of memory");
+		rc = 1;
+		goto out;
+	}
+	d.may_start = diskguard_check_all(d.guard);
 	if (daemon_pipeline_start(&d) < 0) {
 		rc = 1;
 		goto out;
 	}
-	if (sd_watchdog_enabled(0, &d.watchdog_usec) <= 0)
-		d.watchdog_usec = 0;
+	pipeline_set_intake(d.pipeline, d.may_start);
+	progress_init(&d.prog);
+	if (notify_watchdog_usec(&wd_usec) < 0) {
+		log_warning("WATCHDOG_USEC or WATCHDOG_PID is malformed, running without the "
+			    "watchdog");
+		wd_usec = 0;
+	}
+	notify_watchdog_init(&d.wd, wd_usec);
+	d.stall_limit_ms = DAEMON_STALL_LIMIT_MS;
+	if (getenv("GCDROP_STALL_LIMIT_MS") != NULL) {
+		long long v = strtoll(getenv("GCDROP_STALL_LIMIT_MS"), NULL, 10);
+
+		if (v > 0)
+			d.stall_limit_ms = v;
+	}
 	d.next_tick = daemon_now_ms();
 	d.status_dirty = true;
 	ctx = event_ctx(NULL, LOG_MID_STARTED);
 	log_event(LOG_NOTICE, &ctx,
-		  "gcdrop %s started with '%s', %zu watch(es), %zu case(s) settling", PACKAGE_VERSION,
-		  d.cfg->path, d.cfg->n_watches, settle_count(d.settle));
-	daemon_notify("READY=1");
+		  "gcdrop %s started with '%s', %zu watch(es), %zu case(s) settling",
+		  PACKAGE_VERSION, d.cfg->path, d.cfg->n_watches, settle_count(d.settle));
+	(void)notify_ready();
 
 	if (daemon_loop(&d) < 0)
 		rc = 1;
 
-	daemon_notify("STOPPING=1");
-	/* Spec: exit within 10 s; parts still in flight after 8 s are cut (and resume later). */
+	/* First tell systemd, then stop: the stop may take up to DAEMON_STOP_GRACE_MS. */
+	(void)notify_stopping();
+	if (d.stop_ms == 0)
+		d.stop_ms = daemon_now_ms();
 	if (d.pipeline != NULL)
-		pipeline_stop(d.pipeline, daemon_now_ms() + 8000);
+		(void)notify_status("stopping: transfers in flight finish or are left to resume");
 	ctx = event_ctx(NULL, LOG_MID_STOPPING);
 	log_event(LOG_NOTICE, &ctx,
-		  "gcdrop stopping, %zu case(s) still settling (found again at the next start)",
-		  settle_count(d.settle));
+		  "gcdrop stopping: no new work, transfers in flight may finish for %d s, "
+		  "%zu case(s) still settling (found again at the next start)",
+		  DAEMON_STOP_GRACE_MS / 1000, settle_count(d.settle));
+	if (d.pipeline != NULL) {
+		pipeline_stop(d.pipeline, d.stop_ms + DAEMON_STOP_GRACE_MS);
+		log_msg(LOG_INFO, "workers stopped %" PRId64 " ms after the signal",
+			daemon_now_ms() - d.stop_ms);
+	}
 out:
 	daemon_free(&d);
 	return rc;

@@ -1119,18 +1119,41 @@ read_at_case(void *ud, const struct scan_entry *e, size_t max, char **ret, size_
 	return casemap_read_at(ud, e, max, ret, ret_len);
 }
 
+/*
+ * The folder that holds the case: where it was queued from (sc.path), which is
+ * the watch folder for a dropped case and anywhere for `gcdrop enqueue`. The
+ * returned string is malloc'd; NULL on out of memory.
+ */
+static char *
+case_parent_dir(const struct pl_case *c)
+{
+	const char *slash;
+
+	if (c->sc.path == NULL || (slash = strrchr(c->sc.path, '/')) == NULL)
+		return strdup(c->w->path);
+	if (slash == c->sc.path)
+		return strdup("/");
+	return strndup(c->sc.path, (size_t)(slash - c->sc.path));
+}
+
 /* RESOLVE: walk, compare, make sure the destination and its sockets are known. */
 static void
 adv_resolve(struct pipeline *p, struct pl_case *c, int64_t now)
 {
 	struct scan_opts so = {0};
 	struct pipeline_op *op = NULL;
-	char *msg = NULL;
+	char *msg = NULL, *parent;
 	int r;
 
 	if (!c->have_scan) {
 		so.ready_marker = c->w->ready_marker;
-		r = scan_case(AT_FDCWD, c->w->path, c->sc.name, &so, &c->scan, &msg);
+		parent = case_parent_dir(c);
+		if (parent == NULL) {
+			case_end(p, c, END_RETRY, "out of memory");
+			return;
+		}
+		r = scan_case(AT_FDCWD, parent, c->sc.name, &so, &c->scan, &msg);
+		free(parent);
 		if (r == -ENOENT) {
 			free(msg);
 			case_end(p, c, END_CHANGED, "the case vanished before it was uploaded");
@@ -1240,7 +1263,7 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 	struct casemap_dest cd = {0};
 	struct casemap_reader rd;
 	char **names = NULL;
-	char *msg = NULL;
+	char *msg = NULL, *parent;
 	int dirfd;
 	int r;
 
@@ -1251,8 +1274,10 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 	cd.socket = c->w->socket;
 	cd.values = c->w->values;
 	cd.n_values = c->w->n_values;
-	dirfd = open(c->scan.is_dir ? c->sc.path : c->w->path,
+	parent = c->scan.is_dir ? NULL : case_parent_dir(c);
+	dirfd = open(c->scan.is_dir ? c->sc.path : parent != NULL ? parent : c->w->path,
 		     O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(parent);
 	if (dirfd < 0) {
 		case_end(p, c, END_CHANGED, "the case vanished before it was uploaded");
 		return;
