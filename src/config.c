@@ -795,8 +795,12 @@ parse_api_url(struct loader *l, const config_setting_t *s, const char *key, cons
 		return r;
 	if (text[0] == '\0')
 		return fail(l, s, key, "must not be empty");
-	if (url_check(text, &reason) < 0)
+	if (url_check(text, &reason) < 0) {
+		/* A URL with user credentials is not repeated: they may be a secret. */
+		if (strchr(text, '@') != NULL)
+			return fail(l, s, key, "the URL %s", reason);
 		return fail(l, s, key, "'%s' %s", text, reason);
+	}
 	n = strlen(text);
 	copy = malloc(n + 2);
 	if (!copy)

@@ -102,6 +102,7 @@ struct pipeline_op {
 	int64_t length;			/* PUT */
 	int64_t exp_size;		/* the file's size and mtime as queued */
 	int64_t exp_mtime_ns;
+	size_t root_len;		/* path[0..root_len) is the folder holding the case */
 	int number;			/* PUT: part number */
 	char *url;			/* PUT: presigned URL; gets: the api_url */
 	char *title;			/* item create / find; upload create: the filename */

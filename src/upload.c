@@ -32,6 +32,8 @@
  * answer was lost and the file is done.
  */
 #include <errno.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +153,16 @@ upload_file_init(struct upload_file *uf, struct store *store, const struct store
 	uf->mtime_ns = f->mtime_ns;
 	uf->part_size = upload_part_size(f->size, part_size);
 	uf->n_parts = upload_part_count(f->size, uf->part_size);
+	/*
+	 * The folder that holds the case is trusted as it is (it may sit behind a
+	 * symlink, /srv -> /data/srv); from there on, open_checked() resolves no
+	 * symlink at all, so a case swapped for a symlink is noticed.
+	 */
+	{
+		const char *slash = strrchr(case_root, '/');
+
+		uf->root_len = slash != NULL ? (size_t)(slash - case_root) : 0;
+	}
 	if (single_file)
 		uf->path = strdup(case_root);
 	else if (asprintf(&uf->path, "%s/%s", case_root, f->relpath) < 0)
@@ -238,6 +250,7 @@ new_op(struct upload_file *uf, enum pipeline_op_kind kind)
 		return pipeline_op_free(op);
 	if (set_str(&op->path, uf->path) < 0)
 		return pipeline_op_free(op);
+	op->root_len = uf->root_len;
 	return op;
 }
 
@@ -634,14 +647,77 @@ upload_file_abort_op(const struct upload_file *uf)
 /* ---- worker side ---- */
 
 /* Open the file and check that it is still what was queued. -ESTALE when it changed. */
+/*
+ * Open 'path' for reading without following any symlink below its first
+ * 'root_len' bytes (the folder that holds the case): a case or a folder inside
+ * it replaced by a symlink gives -ELOOP instead of the symlink's target.
+ * openat2(RESOLVE_NO_SYMLINKS) does it in one call; kernels without it (before
+ * 5.6) get the same rule by opening one component at a time with O_NOFOLLOW.
+ * Returns the fd or a negative errno.
+ */
+static int
+open_beneath(const char *path, size_t root_len)
+{
+	struct open_how how = {
+		.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+	};
+	char *root = root_len > 0 ? strndup(path, root_len) : strdup("/");
+	const char *rel = path + root_len;
+	int dfd, fd;
+
+	if (root == NULL)
+		return -ENOMEM;
+	while (*rel == '/')
+		rel++;
+	dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(root);
+	if (dfd < 0)
+		return -errno;
+	fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) {
+		char *copy = strdup(rel), *save = NULL, *comp, *next;
+		int cur = dfd;
+
+		if (copy == NULL) {
+			close(dfd);
+			return -ENOMEM;
+		}
+		for (comp = strtok_r(copy, "/", &save); comp != NULL; comp = next) {
+			int e;
+
+			next = strtok_r(NULL, "/", &save);
+			fd = openat(cur, comp, (next != NULL ? O_DIRECTORY : O_NONBLOCK) | O_RDONLY |
+				    O_NOFOLLOW | O_CLOEXEC);
+			e = errno;
+			close(cur);
+			if (fd < 0) {
+				free(copy);
+				return -e;
+			}
+			cur = fd;
+		}
+		free(copy);
+		return cur;
+	}
+	if (fd < 0) {
+		int e = errno;
+
+		close(dfd);
+		return -e;
+	}
+	close(dfd);
+	return fd;
+}
+
 static int
 open_checked(const struct pipeline_op *op, int *ret_fd)
 {
 	struct stat st;
-	int fd = open(op->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	int fd = open_beneath(op->path, op->root_len);
 
 	if (fd < 0)
-		return errno == ENOENT || errno == ELOOP || errno == ENOTDIR ? -ESTALE : -errno;
+		return fd == -ENOENT || fd == -ELOOP || fd == -ENOTDIR || fd == -EXDEV ? -ESTALE : fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != op->exp_size ||
 	    (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != op->exp_mtime_ns) {
 		close(fd);

@@ -62,6 +62,7 @@ enum upload_phase {
 struct upload_file {
 	int64_t file_id;
 	char *path;		/* absolute */
+	size_t root_len;		/* path[0..root_len) is the folder holding the case */
 	char *relpath;
 	char *upload_name;
 	char *socket;

@@ -773,6 +773,15 @@ START_TEST(test_api_url_bad)
 		expect_error(CONF(WATCH_LINE, line), 2, "api_url", bad[i].reason);
 		free(line);
 	}
+	/* Regression: user credentials in the URL are not repeated in the message. */
+	{
+		char *msg = expect_fail(CONF(WATCH_LINE, "api_url = \"https://user:s3cret@example.org/\";"),
+					CONFIG_LOAD_NO_TOKEN, -EINVAL, 2, "api_url",
+					"must not contain user credentials");
+
+		ck_assert_ptr_null(strstr(msg, "s3cret"));
+		free(msg);
+	}
 }
 END_TEST
 
