@@ -314,8 +314,37 @@ http_redact_url(const char *url)
 		return copy;
 	}
 	curl_url_cleanup(u);
-	/* Not a URL curl understands: keep what precedes any query or fragment. */
-	return strndup(url, strcspn(url, "?#"));
+	/*
+	 * Not a URL curl understands: keep what precedes any query or fragment,
+	 * and drop a "user:password@" after the scheme (up to the last '@' before
+	 * the path), which may be a secret too.
+	 */
+	{
+		size_t len = strcspn(url, "?#");
+		const char *sep = strstr(url, "://");
+		const char *auth = sep != NULL && (size_t)(sep - url) < len ? sep + 3 : NULL;
+
+		if (auth != NULL) {
+			size_t alen = strcspn(auth, "/?#");
+			const char *at = NULL;
+
+			for (const char *q = auth; q < auth + alen; q++)
+				if (*q == '@')
+					at = q;
+			if (at != NULL) {
+				size_t head = (size_t)(auth - url);
+
+				copy = malloc(len + 1);
+				if (copy == NULL)
+					return NULL;
+				memcpy(copy, url, head);
+				memcpy(copy + head, at + 1, len - (size_t)(at + 1 - url));
+				copy[head + len - (size_t)(at + 1 - url)] = '\0';
+				return copy;
+			}
+		}
+		return strndup(url, len);
+	}
 }
 
 /* ---- the handle ---- */

@@ -710,6 +710,9 @@ static const struct {
 	{ "https://example.com/plain", "https://example.com/plain" },
 	{ "http://127.0.0.1:9/x#only-fragment", "http://127.0.0.1:9/x" },
 	{ "not a url?token=1", "not a url" },
+	/* Regression (fuzz_url): a string curl refuses still loses its userinfo. */
+	{ "https://user:secret@host/a b?X-Amz-Signature=s", "https://host/a b" },
+	{ "https://u@x:p@w@host\t/p?q", "https://host\t/p" },
 	{ "", "" },
 };
 
