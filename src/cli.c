@@ -244,20 +244,20 @@ struct cli_selection {
 };
 
 static bool
-cli_selected(const struct cli_selection *sel, const struct store_case *c)
+cli_selected(const struct cli_selection *sel, int64_t id, const char *watch, const char *name)
 {
 	char idbuf[32];
 
-	if (sel->watch != NULL && strcmp(sel->watch, c->watch) != 0)
+	if (sel->watch != NULL && strcmp(sel->watch, watch) != 0)
 		return false;
 	if (sel->n == 0)
 		return true;
-	snprintf(idbuf, sizeof(idbuf), "%" PRId64, c->id);
+	snprintf(idbuf, sizeof(idbuf), "%" PRId64, id);
 	for (int i = 0; i < sel->n; i++) {
 		const char *a = sel->names[i];
-		size_t wl = strlen(c->watch);
-		bool hit = strcmp(a, idbuf) == 0 || strcmp(a, c->name) == 0 ||
-			   (strncmp(a, c->watch, wl) == 0 && a[wl] == '/' && strcmp(a + wl + 1, c->name) == 0);
+		size_t wl = strlen(watch);
+		bool hit = strcmp(a, idbuf) == 0 || strcmp(a, name) == 0 ||
+			   (strncmp(a, watch, wl) == 0 && a[wl] == '/' && strcmp(a + wl + 1, name) == 0);
 
 		if (hit) {
 			if (sel->seen != NULL)
@@ -268,9 +268,288 @@ cli_selected(const struct cli_selection *sel, const struct store_case *c)
 	return false;
 }
 
-/* The platform URLs known for a case, as the "remote" object of the JSON. */
-static cJSON *
-cli_remote_json(struct store *st, int64_t case_id)
+/*
+ * Output of `gcdrop status` without a CASE operand. With 100,000 cases the
+ * table is about 10 MB and the JSON about 50 MB, and the command should take
+ * well under a tenth of a second (spec section 8), so this path formats by
+ * hand into one large buffer (no printf, no cJSON tree, no malloc per case)
+ * and writes it out with one write per CLI_OUT_FLUSH bytes. The result is the
+ * same text printf and cJSON would give.
+ */
+#define CLI_OUT_FLUSH (1 << 20)
+
+struct cli_out {
+	char *buf;
+	size_t len;
+	size_t cap;
+	bool failed;		/* out of memory or a write error: the exit status says so */
+};
+
+static void
+cli_out_flush(struct cli_out *o)
+{
+	if (o->len > 0 && !o->failed && fwrite(o->buf, 1, o->len, stdout) != o->len)
+		o->failed = true;
+	o->len = 0;
+}
+
+/* Room for n more bytes; false (and o->failed) when there is none. */
+static bool
+cli_out_room(struct cli_out *o, size_t n)
+{
+	char *p;
+	size_t cap;
+
+	if (o->len + n <= o->cap)
+		return true;
+	if (o->len >= CLI_OUT_FLUSH)
+		cli_out_flush(o);
+	if (o->len + n <= o->cap)
+		return !o->failed;
+	cap = o->len + n > CLI_OUT_FLUSH ? (o->len + n) * 2 : CLI_OUT_FLUSH * 2;
+	p = realloc(o->buf, cap);
+	if (p == NULL) {
+		o->failed = true;
+		return false;
+	}
+	o->buf = p;
+	o->cap = cap;
+	return !o->failed;
+}
+
+static void
+cli_out_mem(struct cli_out *o, const char *s, size_t n)
+{
+	if (!cli_out_room(o, n))
+		return;
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void
+cli_out_str(struct cli_out *o, const char *s)
+{
+	cli_out_mem(o, s, strlen(s));
+}
+
+/* Decimal digits of v into the end of buf[24]; returns where they start. */
+static char *
+cli_fmt_i64(int64_t v, char *end)
+{
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+	char *p = end;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	return p;
+}
+
+static void
+cli_out_i64(struct cli_out *o, int64_t v)
+{
+	char b[24], *p = cli_fmt_i64(v, b + sizeof(b));
+
+	cli_out_mem(o, p, (size_t)(b + sizeof(b) - p));
+}
+
+/* s (n bytes) in a field of 'width': right-aligned or left-aligned (printf "%*s", "%-*s"). */
+static void
+cli_out_field(struct cli_out *o, const char *s, size_t n, size_t width, bool right)
+{
+	size_t pad = n < width ? width - n : 0;
+
+	if (!cli_out_room(o, n + pad))
+		return;
+	if (right) {
+		memset(o->buf + o->len, ' ', pad);
+		o->len += pad;
+	}
+	memcpy(o->buf + o->len, s, n);
+	o->len += n;
+	if (!right) {
+		memset(o->buf + o->len, ' ', pad);
+		o->len += pad;
+	}
+}
+
+/*
+ * cli_human_bytes() without floating point: "%.1f" of b / 1024^u is the
+ * integer tenths b * 10 / 1024^u rounded half to even (the value is exact in
+ * binary, so printf's rounding of a tie is to even too). Returns the length.
+ */
+static size_t
+cli_fmt_bytes(int64_t b, char *buf, size_t cap)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	char d[24], *p;
+	uint64_t unit = 1, q, rem;
+	size_t u = 0, n = 0;
+
+	if (b < 0 || b > INT64_MAX / 10) {
+		cli_human_bytes(b, buf, cap);
+		return strlen(buf);
+	}
+	while (u + 1 < GC_ARRAY_SIZE(units) && (uint64_t)b >= unit * 1024) {
+		unit *= 1024;
+		u++;
+	}
+	if (u == 0)
+		q = (uint64_t)b;
+	else {
+		q = (uint64_t)b * 10 / unit;
+		rem = (uint64_t)b * 10 % unit;
+		if (rem * 2 > unit || (rem * 2 == unit && (q & 1)))
+			q++;
+	}
+	p = cli_fmt_i64((int64_t)(u == 0 ? q : q / 10), d + sizeof(d));
+	n = (size_t)(d + sizeof(d) - p);
+	memcpy(buf, p, n);
+	if (u > 0) {
+		buf[n++] = '.';
+		buf[n++] = (char)('0' + q % 10);
+	}
+	buf[n++] = ' ';
+	memcpy(buf + n, units[u], strlen(units[u]) + 1);
+	return n + strlen(units[u]);
+}
+
+/* True when every byte of s is printable ASCII: cli_printable() would copy it unchanged. */
+static bool
+cli_plain(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* s as a JSON string, escaped as cJSON does; "null" for NULL. */
+static void
+cli_out_json_str(struct cli_out *o, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n, i = 0;
+	char *w;
+
+	if (s == NULL) {
+		cli_out_mem(o, "null", 4);
+		return;
+	}
+	n = strlen(s);
+	if (!cli_out_room(o, n * 6 + 2))
+		return;
+	w = o->buf + o->len;
+	*w++ = '"';
+	while (i < n) {
+		size_t run = i;
+		unsigned char c;
+
+		/* Most strings need no escape at all: copy runs of plain bytes at once. */
+		while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
+			run++;
+		memcpy(w, s + i, run - i);
+		w += run - i;
+		if (run == n)
+			break;
+		c = (unsigned char)s[run];
+		i = run + 1;
+		*w++ = '\\';
+		switch (c) {
+		case '"': *w++ = '"'; break;
+		case '\\': *w++ = '\\'; break;
+		case '\b': *w++ = 'b'; break;
+		case '\f': *w++ = 'f'; break;
+		case '\n': *w++ = 'n'; break;
+		case '\r': *w++ = 'r'; break;
+		case '\t': *w++ = 't'; break;
+		default:
+			memcpy(w, "u00", 3);
+			w[3] = hex[c >> 4];
+			w[4] = hex[c & 15];
+			w += 5;
+		}
+	}
+	*w++ = '"';
+	o->len = (size_t)(w - o->buf);
+}
+
+/* ISO-8601 of t, remembering the last few: neighbouring cases share their times. */
+struct cli_time_cache {
+	int64_t t[4];
+	char s[4][32];
+	unsigned next;
+};
+
+static const char *
+cli_iso_cached(struct cli_time_cache *tc, int64_t t)
+{
+	unsigned k;
+
+	for (k = 0; k < GC_ARRAY_SIZE(tc->t); k++)
+		if (tc->t[k] == t && tc->s[k][0] != '\0')
+			return tc->s[k];
+	k = tc->next++ % GC_ARRAY_SIZE(tc->t);
+	tc->t[k] = t;
+	cli_iso_time(t, tc->s[k], sizeof(tc->s[k]));
+	return tc->s[k];
+}
+
+struct cli_list_ctx {
+	struct cli_out out;
+	const struct cli_selection *sel;
+	bool json;
+	int shown;
+	struct cli_time_cache times;
+};
+
+/* One line of the table (the format of cli_status_one's printf before). */
+static void
+cli_list_table(struct cli_list_ctx *ctx, const struct store_status_row *c)
+{
+	struct cli_out *o = &ctx->out;
+	char num[24], *p, done[40], total[40];
+	const char *state = store_state_name(c->state);
+	char *fixed = NULL;
+	const char *name = c->name;
+	size_t n;
+
+	if (!cli_plain(c->name, c->name_len)) {
+		fixed = cli_printable(c->name, true);
+		name = fixed != NULL ? fixed : "?";
+	}
+	p = cli_fmt_i64(c->id, num + sizeof(num));
+	cli_out_field(o, p, (size_t)(num + sizeof(num) - p), 6, true);
+	cli_out_mem(o, "  ", 2);
+	n = strlen(c->watch);
+	cli_out_field(o, c->watch, n < 12 ? n : 12, 12, false);
+	cli_out_mem(o, " ", 1);
+	n = strlen(name);
+	cli_out_field(o, name, n < 24 ? n : 24, 24, false);
+	cli_out_mem(o, " ", 1);
+	cli_out_field(o, state, strlen(state), 11, false);
+	cli_out_mem(o, c->held ? "* " : "  ", 2);
+	n = cli_fmt_bytes(c->bytes_done, done, sizeof(done));
+	cli_out_field(o, done, n, 10, true);
+	cli_out_mem(o, " / ", 3);
+	n = cli_fmt_bytes(c->bytes_total, total, sizeof(total));
+	cli_out_field(o, total, n, 10, false);
+	cli_out_mem(o, " ", 1);
+	p = cli_fmt_i64(c->attempts, num + sizeof(num));
+	cli_out_field(o, p, (size_t)(num + sizeof(num) - p), 3, true);
+	cli_out_mem(o, "  ", 2);
+	if (c->error != NULL)
+		cli_out_str(o, c->error);
+	cli_out_mem(o, "\n", 1);
+	free(fixed);
+}
+
+/* One case of the JSON "cases" array; the keys and their order are those of spec section 5. */
+static void
+cli_list_json(struct cli_list_ctx *ctx, const struct store_status_row *c)
 {
 	static const char *const keys[_STORE_REMOTE_MAX] = {
 		[STORE_REMOTE_SESSION] = "upload_session",
@@ -278,73 +557,75 @@ cli_remote_json(struct store *st, int64_t case_id)
 		[STORE_REMOTE_DISPLAY_SET] = "display_set",
 		[STORE_REMOTE_JOB] = "job",
 	};
-	cJSON *o = cJSON_CreateObject();
-	struct store_remote *r = NULL;
-	size_t n = 0;
+	struct cli_out *o = &ctx->out;
+	char *fixed = NULL;
+	char t[32];
 
-	for (int k = 0; k < _STORE_REMOTE_MAX; k++)
-		cJSON_AddNullToObject(o, keys[k]);
-	if (store_remote_list(st, case_id, &r, &n) < 0)
-		return o;
-	for (size_t i = 0; i < n; i++) {
-		if (r[i].url == NULL || r[i].kind >= _STORE_REMOTE_MAX)
-			continue;
-		/* Several sessions (one per image socket): the first one is shown. */
-		if (!cJSON_IsNull(cJSON_GetObjectItem(o, keys[r[i].kind])))
-			continue;
-		cJSON_ReplaceItemInObject(o, keys[r[i].kind], cJSON_CreateString(r[i].url));
+	if (!cli_plain(c->name, c->name_len))
+		fixed = cli_printable(c->name, false);
+	cli_out_str(o, ctx->shown > 1 ? ",{\"id\":" : "{\"id\":");
+	cli_out_i64(o, c->id);
+	cli_out_str(o, ",\"watch\":");
+	cli_out_json_str(o, c->watch);
+	cli_out_str(o, ",\"name\":");
+	cli_out_json_str(o, fixed != NULL ? fixed : cli_plain(c->name, c->name_len) ? c->name : "");
+	cli_out_str(o, ",\"state\":\"");
+	cli_out_str(o, store_state_name(c->state));
+	cli_out_str(o, c->held ? "\",\"held\":true,\"attempts\":"
+			       : "\",\"held\":false,\"attempts\":");
+	cli_out_i64(o, c->attempts);
+	cli_out_str(o, ",\"next_attempt\":");
+	if (c->state == STORE_RETRY_WAIT && c->next_attempt > 0) {
+		cli_iso_time(c->next_attempt, t, sizeof(t));
+		cli_out_json_str(o, t);
+	} else {
+		cli_out_mem(o, "null", 4);
 	}
-	store_remote_list_free(r, n);
-	return o;
+	cli_out_str(o, ",\"bytes_done\":");
+	cli_out_i64(o, c->bytes_done);
+	cli_out_str(o, ",\"bytes_total\":");
+	cli_out_i64(o, c->bytes_total);
+	cli_out_str(o, ",\"error\":");
+	cli_out_json_str(o, c->error);
+	cli_out_str(o, ",\"remote\":{");
+	for (int k = 0; k < _STORE_REMOTE_MAX; k++) {
+		cli_out_str(o, k > 0 ? ",\"" : "\"");
+		cli_out_str(o, keys[k]);
+		cli_out_str(o, "\":");
+		cli_out_json_str(o, c->remote_url[k]);
+	}
+	cli_out_str(o, "},\"results\":");
+	cli_out_json_str(o, c->results);
+	cli_out_str(o, ",\"created\":\"");
+	cli_out_str(o, cli_iso_cached(&ctx->times, c->created));
+	cli_out_str(o, "\",\"updated\":\"");
+	cli_out_str(o, cli_iso_cached(&ctx->times, c->updated));
+	cli_out_str(o, "\",\"fingerprint\":");
+	cli_out_json_str(o, c->fingerprint);
+	cli_out_mem(o, "}", 1);
+	free(fixed);
+}
+
+static int
+cli_list_one(const struct store_status_row *c, void *userdata)
+{
+	struct cli_list_ctx *ctx = userdata;
+
+	if (ctx->sel->n > 0 && !cli_selected(ctx->sel, c->id, c->watch, c->name))
+		return 0;
+	ctx->shown++;
+	if (ctx->json)
+		cli_list_json(ctx, c);
+	else
+		cli_list_table(ctx, c);
+	return ctx->out.failed ? -ENOMEM : 0;
 }
 
 struct cli_status_ctx {
 	struct store *st;
 	const struct cli_selection *sel;
-	cJSON *cases;		/* --json */
-	bool detail;		/* CASE operands given: long form */
 	int shown;
 };
-
-static cJSON *
-cli_case_json(struct store *st, const struct store_case *c)
-{
-	cJSON *o = cJSON_CreateObject();
-	char *name = cli_printable(c->name, false);
-	char t[32];
-
-	cJSON_AddNumberToObject(o, "id", (double)c->id);
-	cJSON_AddStringToObject(o, "watch", c->watch);
-	cJSON_AddStringToObject(o, "name", name != NULL ? name : "");
-	cJSON_AddStringToObject(o, "state", store_state_name(c->state));
-	cJSON_AddBoolToObject(o, "held", c->held);
-	cJSON_AddNumberToObject(o, "attempts", c->attempts);
-	if (c->state == STORE_RETRY_WAIT && c->next_attempt > 0) {
-		cli_iso_time(c->next_attempt, t, sizeof(t));
-		cJSON_AddStringToObject(o, "next_attempt", t);
-	} else {
-		cJSON_AddNullToObject(o, "next_attempt");
-	}
-	cJSON_AddNumberToObject(o, "bytes_done", (double)c->bytes_done);
-	cJSON_AddNumberToObject(o, "bytes_total", (double)c->bytes_total);
-	if (c->error != NULL)
-		cJSON_AddStringToObject(o, "error", c->error);
-	else
-		cJSON_AddNullToObject(o, "error");
-	cJSON_AddItemToObject(o, "remote", cli_remote_json(st, c->id));
-	if (c->results != NULL)
-		cJSON_AddStringToObject(o, "results", c->results);
-	else
-		cJSON_AddNullToObject(o, "results");
-	cli_iso_time(c->created, t, sizeof(t));
-	cJSON_AddStringToObject(o, "created", t);
-	cli_iso_time(c->updated, t, sizeof(t));
-	cJSON_AddStringToObject(o, "updated", t);
-	if (c->fingerprint != NULL)
-		cJSON_AddStringToObject(o, "fingerprint", c->fingerprint);
-	free(name);
-	return o;
-}
 
 static void
 cli_case_detail(struct store *st, const struct store_case *c)
@@ -399,31 +680,16 @@ cli_case_detail(struct store *st, const struct store_case *c)
 	free(name);
 }
 
+/* The long form of one named case (`gcdrop status CASE...`). */
 static int
 cli_status_one(const struct store_case *c, void *userdata)
 {
 	struct cli_status_ctx *ctx = userdata;
-	char done[32], total[32];
-	char *name;
 
-	if (!cli_selected(ctx->sel, c))
+	if (!cli_selected(ctx->sel, c->id, c->watch, c->name))
 		return 0;
 	ctx->shown++;
-	if (ctx->cases != NULL) {
-		cJSON_AddItemToArray(ctx->cases, cli_case_json(ctx->st, c));
-		return 0;
-	}
-	if (ctx->detail) {
-		cli_case_detail(ctx->st, c);
-		return 0;
-	}
-	name = cli_printable(c->name, true);
-	cli_human_bytes(c->bytes_done, done, sizeof(done));
-	cli_human_bytes(c->bytes_total, total, sizeof(total));
-	printf("%6" PRId64 "  %-12.12s %-24.24s %-11s%s %10s / %-10s %3d  %s\n", c->id, c->watch,
-	       name != NULL ? name : "?", store_state_name(c->state), c->held ? "*" : " ", done,
-	       total, c->attempts, c->error != NULL ? c->error : "");
-	free(name);
+	cli_case_detail(ctx->st, c);
 	return 0;
 }
 
@@ -451,6 +717,7 @@ cli_summary_line(const int64_t counts[_STORE_STATE_MAX], int64_t held, char *buf
 int
 cli_status(int argc, char **argv)
 {
+	bool read_failed = false;
 	static const int allowed[] = { OPT_JSON, OPT_WATCH, 0 };
 	const char *usage = "status [-c FILE] [--json] [--watch NAME] [CASE...]";
 	struct cli_common o;
@@ -458,8 +725,10 @@ cli_status(int argc, char **argv)
 	struct store *st = NULL;
 	struct cli_selection sel;
 	struct cli_status_ctx ctx = { 0 };
+	struct cli_list_ctx list = { 0 };
 	int64_t counts[_STORE_STATE_MAX] = { 0 }, held = 0;
-	int first, rc = EX_OK;
+	int first, r = 0, rc = EX_OK;
+	bool detail;
 	char line[512];
 
 	first = cli_parse(argc, argv, &o, allowed, usage);
@@ -483,40 +752,61 @@ cli_status(int argc, char **argv)
 	sel.seen = calloc((size_t)sel.n + 1, sizeof(bool));
 	ctx.st = st;
 	ctx.sel = &sel;
-	ctx.detail = sel.n > 0;
-	if (o.json)
-		ctx.cases = cJSON_CreateArray();
+	list.sel = &sel;
+	list.json = o.json;
+	/* CASE operands without --json: the long form, case by case. */
+	detail = sel.n > 0 && !o.json;
+	/* One read transaction: the summary and the list come from one snapshot. */
 	if (st != NULL) {
-		/* One read transaction: the summary and the list come from one snapshot. */
-		if (store_begin(st) < 0 || store_count_states(st, counts, &held) < 0 ||
-		    store_case_foreach(st, o.watch, cli_status_one, &ctx) < 0) {
+		r = store_begin(st);
+		if (r == 0)
+			r = store_count_states(st, counts, &held);
+	}
+	if (o.json) {
+		cli_out_str(&list.out, "{\"summary\":{");
+		for (int s = 0, k = 0; s < _STORE_STATE_MAX; s++) {
+			if (counts[s] == 0)
+				continue;
+			cli_out_str(&list.out, k++ > 0 ? ",\"" : "\"");
+			cli_out_str(&list.out, store_state_name((enum store_state)s));
+			cli_out_str(&list.out, "\":");
+			cli_out_i64(&list.out, counts[s]);
+		}
+		cli_out_str(&list.out, "},\"cases\":[");
+	}
+	if (st != NULL && r == 0) {
+		if (detail)
+			r = store_case_foreach(st, o.watch, cli_status_one, &ctx);
+		else
+			r = store_status_foreach(st, o.watch, o.json ? STORE_STATUS_FULL : 0,
+						 cli_list_one, &list);
+	}
+	if (st != NULL) {
+		if (r < 0 && !list.out.failed) {
 			fprintf(stderr, "gcdrop status: reading the queue failed: %s\n", store_errmsg(st));
 			rc = 1;
+			read_failed = true;
 		}
 		(void)store_commit(st);
 	}
-	if (o.json) {
-		cJSON *root = cJSON_CreateObject();
-		cJSON *sum = cJSON_AddObjectToObject(root, "summary");
-		char *text;
-
-		for (int s = 0; s < _STORE_STATE_MAX; s++)
-			if (counts[s] > 0)
-				cJSON_AddNumberToObject(sum, store_state_name((enum store_state)s),
-							(double)counts[s]);
-		cJSON_AddItemToObject(root, "cases", ctx.cases);
-		text = cJSON_PrintUnformatted(root);
-		if (text != NULL)
-			puts(text);
-		free(text);
-		cJSON_Delete(root);
-	} else {
+	if (read_failed) {
+		/* Nothing more on stdout: an unreadable queue is not an empty one. */
+	} else if (o.json) {
+		cli_out_str(&list.out, "]}\n");
+	} else if (!detail) {
 		cli_summary_line(counts, held, line, sizeof(line));
-		if (!ctx.detail && ctx.shown > 0)
-			printf("\n");
-		if (!ctx.detail)
-			printf("%s\n", line);
+		if (list.shown > 0)
+			cli_out_str(&list.out, "\n");
+		cli_out_str(&list.out, line);
+		cli_out_str(&list.out, "\n");
 	}
+	if (!read_failed)
+		cli_out_flush(&list.out);
+	if (list.out.failed || fflush(stdout) != 0) {
+		fprintf(stderr, "gcdrop status: writing the output failed: %s\n", strerror(errno));
+		rc = 1;
+	}
+	free(list.out.buf);
 	for (int i = 0; i < sel.n; i++) {
 		if (!sel.seen[i]) {
 			fprintf(stderr, "gcdrop status: no case '%s' in the queue\n", sel.names[i]);
@@ -544,7 +834,7 @@ cli_request_one(const struct store_case *c, void *userdata)
 {
 	struct cli_request_ctx *ctx = userdata;
 
-	if (ctx->sel->n > 0 && !cli_selected(ctx->sel, c))
+	if (ctx->sel->n > 0 && !cli_selected(ctx->sel, c->id, c->watch, c->name))
 		return 0;
 	if (ctx->only_failed && c->state != STORE_FAILED && c->state != STORE_CANCELLED)
 		return 0;

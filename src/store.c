@@ -23,9 +23,10 @@
  * without write access to the state directory can still open the queue.
  *
  * Schema versions. PRAGMA user_version is the number of migrations applied.
- * migrations[i] takes version i to i + 1 in its own IMMEDIATE transaction, which
- * re-reads the version first, so two processes that open an old file at the
- * same time migrate it once. A file whose version is newer than ours is refused
+ * migrations[i] takes version i to i + 1; all pending ones run in one IMMEDIATE
+ * transaction, which re-reads the version first, so two processes that open an
+ * old file at the same time migrate it once and a reader never sees a version
+ * in between. A file whose version is newer than ours is refused
  * before anything is written to it; so is a file that is not an SQLite database
  * (checked by its 16-byte header before SQLite sees it): we never "repair" a
  * file we do not understand, the operator decides.
@@ -207,6 +208,14 @@ static const char *const migrations[] = {
 	"	WHERE state NOT IN ('succeeded', 'failed', 'cancelled');\n"
 	"CREATE INDEX cases_watch ON cases (watch, id);\n"
 	"CREATE INDEX events_case ON events (case_id, id);\n",
+
+	/*
+	 * 2 -> 3: the remote URLs of every case in case order, for `gcdrop
+	 * status --json` (store_status_foreach). Covering and partial: the walk
+	 * reads only the index, and intents without a URL are not in it.
+	 */
+	"CREATE INDEX remotes_status ON remotes (case_id, kind, key, url)\n"
+	"	WHERE url IS NOT NULL;\n",
 };
 /* clang-format on */
 
@@ -220,6 +229,14 @@ static const char *const migrations[] = {
 #define FILE_COLS                                                                                  \
 	"id, case_id, relpath, upload_name, socket, size, mtime_ns, upload_pk, "                   \
 	"upload_url, multipart_id, parts_done, bytes_done, completed, sha256"
+
+/*
+ * What `gcdrop status` reads per case (store_status_foreach): the table's
+ * columns, and for --json the rest. Fewer columns is most of what makes the
+ * walk of 100,000 cases fast: SQLite's cost per row is mostly per column.
+ */
+#define STATUS_COLS "id, watch, name, state, held, attempts, bytes_done, bytes_total, error"
+#define STATUS_FULL_COLS "next_attempt, results, created, updated, fingerprint"
 
 #define REMOTE_COLS "case_id, kind, key, intent_only, title, pk, url, status, json, updated"
 
@@ -250,6 +267,11 @@ enum stmt_id {
 	ST_CASE_ALL,
 	ST_CASE_WATCH,
 	ST_CASE_COUNT,
+	ST_STATUS_ALL,
+	ST_STATUS_WATCH,
+	ST_STATUS_FULL_ALL,
+	ST_STATUS_FULL_WATCH,
+	ST_STATUS_REMOTES,
 	ST_CASE_DELETE,
 	ST_FILE_INSERT,
 	ST_FILE_LIST,
@@ -332,6 +354,14 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_CASE_ALL] = "SELECT " CASE_COLS " FROM cases ORDER BY id",
 	[ST_CASE_WATCH] = "SELECT " CASE_COLS " FROM cases WHERE watch = ?1 ORDER BY id",
 	[ST_CASE_COUNT] = "SELECT state, held, count(*) FROM cases GROUP BY state, held",
+	[ST_STATUS_ALL] = "SELECT " STATUS_COLS " FROM cases ORDER BY id",
+	[ST_STATUS_WATCH] = "SELECT " STATUS_COLS " FROM cases WHERE watch = ?1 ORDER BY id",
+	[ST_STATUS_FULL_ALL] = "SELECT " STATUS_COLS ", " STATUS_FULL_COLS " FROM cases "
+			       "ORDER BY id",
+	[ST_STATUS_FULL_WATCH] = "SELECT " STATUS_COLS ", " STATUS_FULL_COLS " FROM cases "
+				 "WHERE watch = ?1 ORDER BY id",
+	[ST_STATUS_REMOTES] = "SELECT case_id, kind, url FROM remotes WHERE url IS NOT NULL "
+			      "ORDER BY case_id, kind, key",
 	[ST_CASE_DELETE] = "DELETE FROM cases WHERE id = ?1",
 	[ST_FILE_INSERT] =
 		"INSERT INTO files (case_id, relpath, upload_name, socket, size, mtime_ns) "
@@ -456,8 +486,9 @@ store_state_from_name(const char *name)
 {
 	if (name == NULL)
 		return -1;
+	/* The first byte rules out all but one or two names (inner loop of `gcdrop status`). */
 	for (int i = 0; i < _STORE_STATE_MAX; i++)
-		if (strcmp(state_names[i], name) == 0)
+		if (state_names[i][0] == name[0] && strcmp(state_names[i], name) == 0)
 			return i;
 	return -1;
 }
@@ -1068,28 +1099,29 @@ exec_sql(struct store *s, const char *sql)
 	return 0;
 }
 
-/* Apply the migrations from the file's version up to ours, one transaction each. */
+/* Apply the migrations from the file's version up to ours, in one transaction. */
 static int
 migrate(struct store *s, char **reterr_msg)
 {
 	char sql[64];
 	int r, v;
 
-	for (;;) {
-		r = exec_sql(s, "BEGIN IMMEDIATE");
-		if (r < 0)
-			goto fail;
-		/* Re-read under the write lock: another process may have migrated. */
-		r = pragma_int(s, "PRAGMA user_version", &v);
-		if (r < 0)
-			goto fail_rollback;
-		if (v >= STORE_SCHEMA_VERSION) {
-			(void)exec_sql(s, "COMMIT");
-			s->version = v;
-			if (v > STORE_SCHEMA_VERSION)
-				goto newer;
-			return 0;
-		}
+	/*
+	 * All pending migrations in one IMMEDIATE transaction: a reader sees the
+	 * old schema or the new one, never a version in between.
+	 */
+	r = exec_sql(s, "BEGIN IMMEDIATE");
+	if (r < 0)
+		goto fail;
+	/* Re-read under the write lock: another process may have migrated. */
+	r = pragma_int(s, "PRAGMA user_version", &v);
+	if (r < 0)
+		goto fail_rollback;
+	if (v > STORE_SCHEMA_VERSION) {
+		(void)exec_sql(s, "COMMIT");
+		goto newer;
+	}
+	for (; v < STORE_SCHEMA_VERSION; v++) {
 		r = exec_sql(s, migrations[v]);
 		if (r < 0)
 			goto fail_rollback;
@@ -1097,10 +1129,12 @@ migrate(struct store *s, char **reterr_msg)
 		r = exec_sql(s, sql);
 		if (r < 0)
 			goto fail_rollback;
-		r = exec_sql(s, "COMMIT");
-		if (r < 0)
-			goto fail_rollback;
 	}
+	r = exec_sql(s, "COMMIT");
+	if (r < 0)
+		goto fail_rollback;
+	s->version = v;
+	return 0;
 fail_rollback:
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1327,6 +1361,14 @@ store_open(const char *state_dir, int flags, struct store **ret_store, char **re
 			goto fail;
 		}
 		r = exec_sql(s, "PRAGMA query_only = 1");
+		/*
+		 * Readers walk whole tables (`gcdrop status`): reading pages through
+		 * a memory map instead of a read() per page is a third less system
+		 * time. The map is only address space; SQLite falls back to read()
+		 * where it cannot map.
+		 */
+		if (r == 0)
+			r = exec_sql(s, "PRAGMA mmap_size = 268435456");
 	} else {
 		int one = 1;
 		char sql[64];
@@ -1927,6 +1969,135 @@ store_count_states(struct store *store, int64_t ret_counts[_STORE_STATE_MAX], in
 	if (ret_held != NULL)
 		*ret_held = held;
 	return 0;
+}
+
+/*
+ * The remote URLs of the walk in store_status_foreach(): a second cursor over
+ * remotes in (case_id, kind, key) order, advanced up to the current case. The
+ * URLs of one case are copied into 'buf' because stepping the cursor past them
+ * (to find the end of the case's rows) invalidates SQLite's pointers.
+ */
+struct status_remotes {
+	sqlite3_stmt *st;
+	int more;		/* 1: st is on a row not consumed yet; 0: done */
+	char *buf;
+	size_t cap;
+};
+
+static int
+status_remotes_fill(struct store *s, struct status_remotes *rm, int64_t case_id,
+                    struct store_status_row *row)
+{
+	size_t off[_STORE_REMOTE_MAX], used = 0;
+	bool have[_STORE_REMOTE_MAX] = {false};
+	int r = 0;
+
+	while (rm->more == 1) {
+		int64_t cid = sqlite3_column_int64(rm->st, 0);
+		int kind;
+
+		if (cid > case_id)
+			break;
+		kind = cid == case_id ? remote_kind_from_name(col_text(rm->st, 1)) : -1;
+		if (kind >= 0 && !have[kind]) {
+			const char *url = col_text(rm->st, 2);
+			size_t n = (size_t)sqlite3_column_bytes(rm->st, 2) + 1;
+
+			if (url == NULL)
+				return -ENOMEM;
+			if (used + n > rm->cap) {
+				size_t ncap = (used + n) * 2;
+				char *p = realloc(rm->buf, ncap);
+
+				if (p == NULL)
+					return -ENOMEM;
+				rm->buf = p;
+				rm->cap = ncap;
+			}
+			memcpy(rm->buf + used, url, n);
+			off[kind] = used;
+			have[kind] = true;
+			used += n;
+		}
+		r = stmt_step(s, rm->st);
+		if (r < 0)
+			return r;
+		rm->more = r;
+	}
+	for (int k = 0; k < _STORE_REMOTE_MAX; k++)
+		row->remote_url[k] = have[k] ? rm->buf + off[k] : NULL;
+	return 0;
+}
+
+int
+store_status_foreach(struct store *store, const char *watch, int flags, store_status_cb cb,
+                     void *userdata)
+{
+	bool full = (flags & STORE_STATUS_FULL) != 0;
+	enum stmt_id id = full ? (watch != NULL ? ST_STATUS_FULL_WATCH : ST_STATUS_FULL_ALL)
+	                       : (watch != NULL ? ST_STATUS_WATCH : ST_STATUS_ALL);
+	struct status_remotes rm = {0};
+	sqlite3_stmt *st = NULL;
+	int r;
+
+	if (store == NULL || cb == NULL)
+		return -EINVAL;
+	if (full) {
+		r = stmt_get(store, ST_STATUS_REMOTES, &rm.st);
+		if (r < 0)
+			return r;
+		r = stmt_step(store, rm.st);
+		if (r < 0)
+			goto out;
+		rm.more = r;
+	}
+	r = stmt_get(store, id, &st);
+	if (r < 0)
+		goto out;
+	if (watch != NULL)
+		bind_text(store, st, 1, watch);
+	while ((r = stmt_step(store, st)) == 1) {
+		struct store_status_row row = {0};
+		int state;
+
+		row.id = sqlite3_column_int64(st, 0);
+		row.watch = col_text(st, 1);
+		row.name = col_text(st, 2);
+		row.name_len = (size_t)sqlite3_column_bytes(st, 2);
+		state = store_state_from_name(col_text(st, 3));
+		row.state = state < 0 ? STORE_FAILED : (enum store_state)state;
+		row.held = sqlite3_column_int(st, 4) != 0;
+		row.attempts = sqlite3_column_int(st, 5);
+		row.bytes_done = sqlite3_column_int64(st, 6);
+		row.bytes_total = sqlite3_column_int64(st, 7);
+		row.error = col_text(st, 8);
+		if (row.watch == NULL || row.name == NULL) {
+			r = -ENOMEM;
+			break;
+		}
+		if (full) {
+			row.next_attempt = sqlite3_column_int64(st, 9);
+			row.results = col_text(st, 10);
+			row.created = sqlite3_column_int64(st, 11);
+			row.updated = sqlite3_column_int64(st, 12);
+			row.fingerprint = col_text(st, 13);
+			if (row.fingerprint == NULL)
+				row.fingerprint = "";
+			r = status_remotes_fill(store, &rm, row.id, &row);
+			if (r < 0)
+				break;
+		}
+		r = cb(&row, userdata);
+		if (r < 0)
+			break;
+	}
+out:
+	if (st != NULL)
+		stmt_put(store, id, st);
+	if (rm.st != NULL)
+		stmt_put(store, ST_STATUS_REMOTES, rm.st);
+	free(rm.buf);
+	return r < 0 ? r : 0;
 }
 
 /* Delete case 'id' with its files, parts, remotes, outputs and events. -ENOENT. */

@@ -261,6 +261,52 @@ int store_remote_list(struct store *store, int64_t case_id, struct store_remote 
 void store_remote_list_free(struct store_remote *r, size_t n);
 int store_remote_delete(struct store *store, int64_t case_id, enum store_remote_kind kind, const char *key);
 
+/* ---- the status walk ---- */
+
+/*
+ * A case as `gcdrop status` shows it. Every string is borrowed from the walk
+ * (valid only during the callback) and, except error, results and the URLs,
+ * never NULL. With STORE_STATUS_FULL the fields marked "full" are read too;
+ * without, they are 0 / NULL. remote_url[k] is the URL of the first remote
+ * object of kind k (in key order) that has one, NULL when none (full only).
+ */
+struct store_status_row {
+	int64_t id;
+	const char *watch;
+	const char *name;	/* any bytes but NUL */
+	size_t name_len;
+	enum store_state state;
+	bool held;
+	int attempts;
+	int64_t bytes_done;
+	int64_t bytes_total;
+	const char *error;
+	int64_t next_attempt;	/* full */
+	const char *results;	/* full */
+	int64_t created;	/* full */
+	int64_t updated;	/* full */
+	const char *fingerprint;	/* full */
+	const char *remote_url[_STORE_REMOTE_MAX];	/* full */
+};
+
+enum {
+	STORE_STATUS_FULL = 1 << 0,	/* also the "full" fields and the remote URLs */
+};
+
+typedef int (*store_status_cb)(const struct store_status_row *row, void *userdata);
+
+/*
+ * Walk the cases of 'watch' (NULL: all) in id order for `gcdrop status`: one
+ * query over the columns status shows and, with STORE_STATUS_FULL, one more
+ * over every remote URL, merged with the first by case id, so the cost is two
+ * table scans whatever the number of cases (no query per case). Call it inside
+ * store_begin()/store_commit() for one snapshot. cb may read through other store
+ * functions (not write); a negative return of cb stops the walk and is returned.
+ * Returns 0, -EINVAL (store or cb NULL), -ENOMEM, or the store's errors.
+ */
+int store_status_foreach(struct store *store, const char *watch, int flags, store_status_cb cb,
+			 void *userdata) GC_WUR;
+
 /* ---- job outputs ---- */
 
 struct store_output {

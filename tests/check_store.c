@@ -159,7 +159,7 @@ START_TEST(test_open_new)
 
 	/* A new state directory: the file is created, in WAL mode, at our version. */
 	st = open_rw();
-	ck_assert_int_eq(store_schema_version(), 2);
+	ck_assert_int_eq(store_schema_version(), 3);
 	ck_assert_int_eq(store_file_version(st), store_schema_version());
 	ck_assert_int_eq(stat(path, &stb), 0);
 	st = store_close(st);
@@ -581,6 +581,170 @@ START_TEST(test_count_foreach)
 	ck_assert_int_eq(store_case_foreach(st, "w2", nested_cb, &ctx), -ECANCELED);
 	ck_assert_int_eq(ctx.seen, 5);
 	ck_assert_int_eq(ctx.nested, 5 * w1);
+	store_close(st);
+}
+END_TEST
+
+/*
+ * The status walk against a simple model: for every case, the row it hands out
+ * must match store_case_get() and, with STORE_STATUS_FULL, the first URL per
+ * kind (in key order) of store_remote_list(). Remotes without a URL (intents)
+ * are not URLs; cases of other watches are skipped with the filter.
+ */
+struct status_ctx {
+	struct store *st;
+	int full;
+	int seen;
+	int64_t last_id;
+	int stop_after;
+};
+
+static int
+status_cb(const struct store_status_row *row, void *ud)
+{
+	struct status_ctx *ctx = ud;
+	struct store_case c;
+	struct store_remote *r = NULL;
+	const char *want[_STORE_REMOTE_MAX] = {NULL};
+	size_t n = 0;
+
+	ck_assert_int_gt(row->id, ctx->last_id);
+	ctx->last_id = row->id;
+	ck_assert_int_eq(store_case_get(ctx->st, row->id, &c), 0);
+	ck_assert_str_eq(row->watch, c.watch);
+	ck_assert_uint_eq(row->name_len, strlen(c.name));
+	ck_assert_mem_eq(row->name, c.name, row->name_len);
+	ck_assert_int_eq(row->state, c.state);
+	ck_assert_int_eq(row->held, c.held);
+	ck_assert_int_eq(row->attempts, c.attempts);
+	ck_assert_int_eq(row->bytes_done, c.bytes_done);
+	ck_assert_int_eq(row->bytes_total, c.bytes_total);
+	if (c.error == NULL)
+		ck_assert_ptr_null(row->error);
+	else
+		ck_assert_str_eq(row->error, c.error);
+	if (ctx->full) {
+		ck_assert_int_eq(row->next_attempt, c.next_attempt);
+		ck_assert_int_eq(row->created, c.created);
+		ck_assert_int_eq(row->updated, c.updated);
+		ck_assert_str_eq(row->fingerprint, c.fingerprint);
+		if (c.results == NULL)
+			ck_assert_ptr_null(row->results);
+		else
+			ck_assert_str_eq(row->results, c.results);
+		ck_assert_int_eq(store_remote_list(ctx->st, row->id, &r, &n), 0);
+		for (size_t i = 0; i < n; i++)
+			if (r[i].url != NULL && want[r[i].kind] == NULL)
+				want[r[i].kind] = r[i].url;
+		for (int k = 0; k < _STORE_REMOTE_MAX; k++) {
+			if (want[k] == NULL)
+				ck_assert_ptr_null(row->remote_url[k]);
+			else
+				ck_assert_str_eq(row->remote_url[k], want[k]);
+		}
+		store_remote_list_free(r, n);
+	} else {
+		ck_assert_ptr_null(row->fingerprint);
+		ck_assert_ptr_null(row->results);
+		for (int k = 0; k < _STORE_REMOTE_MAX; k++)
+			ck_assert_ptr_null(row->remote_url[k]);
+	}
+	store_case_clear(&c);
+	ctx->seen++;
+	return ctx->stop_after > 0 && ctx->seen == ctx->stop_after ? -ECANCELED : 0;
+}
+
+START_TEST(test_status_foreach)
+{
+	struct store *st = open_rw();
+	struct status_ctx ctx = {0};
+	const int n = 500;
+	int w1 = 0;
+	char url[96];
+
+	/* Cases in two watches with every kind of remote, some without URL, several sessions. */
+	ck_assert_int_eq(store_begin(st), 0);
+	for (int i = 1; i <= n; i++) {
+		char name[32];
+		int64_t id;
+
+		snprintf(name, sizeof(name), i % 11 ? "case %d" : "odd\n'\"\\ %d", i);
+		id = add_case(st, i % 4 ? "w1" : "w2", name, "fp", (enum store_state)(i % 6));
+		w1 += i % 4 != 0;
+		if (i % 5 == 0)
+			ck_assert_int_eq(store_case_retry_wait(st, id, (enum store_state)(i % 6),
+			                                       99, "try later"), 0);
+		if (i % 3 == 0)
+			ck_assert_int_eq(store_case_set_results(st, id, "/results/x"), 0);
+		ck_assert_int_eq(store_case_set_progress(st, id, i, 2 * i), 0);
+		/* Sessions under keys "b" then "a": "a" comes first in key order. */
+		if (i % 2 == 0) {
+			snprintf(url, sizeof(url), "http://h/s/%d/b/", i);
+			ck_assert_int_eq(store_remote_set(st, id, STORE_REMOTE_SESSION, "b", "pk",
+			                                  url, NULL, NULL), 0);
+		}
+		if (i % 4 == 0) {
+			snprintf(url, sizeof(url), "http://h/s/%d/a/", i);
+			ck_assert_int_eq(store_remote_set(st, id, STORE_REMOTE_SESSION, "a", "pk",
+			                                  url, NULL, NULL), 0);
+		}
+		if (i % 7 == 0)
+			ck_assert_int_eq(store_remote_intent(st, id, STORE_REMOTE_JOB, NULL, "t"),
+			                 0);
+		if (i % 14 == 0) {
+			snprintf(url, sizeof(url), "http://h/j/%d/", i);
+			ck_assert_int_eq(store_remote_set(st, id, STORE_REMOTE_JOB, NULL, "pk", url,
+			                                  "Succeeded", NULL), 0);
+		}
+		if (i % 9 == 0)
+			ck_assert_int_eq(store_remote_set(st, id, STORE_REMOTE_DISPLAY_SET, NULL,
+			                                  "p", "http://h/d/", NULL, NULL), 0);
+	}
+	ck_assert_int_eq(store_commit(st), 0);
+
+	ctx.st = st;
+	for (ctx.full = 0; ctx.full < 2; ctx.full++) {
+		int flags = ctx.full ? STORE_STATUS_FULL : 0;
+
+		ctx.seen = 0;
+		ctx.last_id = 0;
+		ck_assert_int_eq(store_status_foreach(st, NULL, flags, status_cb, &ctx), 0);
+		ck_assert_int_eq(ctx.seen, n);
+		ctx.seen = 0;
+		ctx.last_id = 0;
+		ck_assert_int_eq(store_status_foreach(st, "w1", flags, status_cb, &ctx), 0);
+		ck_assert_int_eq(ctx.seen, w1);
+		ctx.seen = 0;
+		ctx.last_id = 0;
+		ck_assert_int_eq(store_status_foreach(st, "w2", flags, status_cb, &ctx), 0);
+		ck_assert_int_eq(ctx.seen, n - w1);
+		ctx.seen = 0;
+		ctx.last_id = 0;
+		ck_assert_int_eq(store_status_foreach(st, "nope", flags, status_cb, &ctx), 0);
+		ck_assert_int_eq(ctx.seen, 0);
+	}
+
+	/* A negative return of the callback stops the walk with its value; bad arguments. */
+	ctx.seen = 0;
+	ctx.last_id = 0;
+	ctx.full = 1;
+	ctx.stop_after = 7;
+	ck_assert_int_eq(store_status_foreach(st, NULL, STORE_STATUS_FULL, status_cb, &ctx),
+	                 -ECANCELED);
+	ck_assert_int_eq(ctx.seen, 7);
+	ck_assert_int_eq(store_status_foreach(st, NULL, 0, NULL, NULL), -EINVAL);
+	ck_assert_int_eq(store_status_foreach(NULL, NULL, 0, status_cb, &ctx), -EINVAL);
+	store_close(st);
+
+	/* The same walk through a read-only handle (what `gcdrop status` uses). */
+	ck_assert_int_eq(store_open(g_dir, STORE_OPEN_READONLY, &st, NULL), 0);
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.st = st;
+	ctx.full = 1;
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_status_foreach(st, NULL, STORE_STATUS_FULL, status_cb, &ctx), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(ctx.seen, n);
 	store_close(st);
 }
 END_TEST
@@ -1384,7 +1548,7 @@ START_TEST(test_migrate_from_v1)
 
 	/* Opened read-write, it is migrated and keeps its data. */
 	st = open_rw();
-	ck_assert_int_eq(store_file_version(st), 2);
+	ck_assert_int_eq(store_file_version(st), store_schema_version());
 	ck_assert_int_eq(store_case_get(st, 7, &c), 0);
 	ck_assert_str_eq(c.name, "old case");
 	ck_assert_int_eq(c.state, STORE_UPLOADING);
@@ -1397,7 +1561,7 @@ START_TEST(test_migrate_from_v1)
 	ck_assert_int_eq(store_case_transition(st, 7, STORE_UPLOADING, STORE_QUEUED, NULL), 0);
 	store_close(st);
 	v2 = raw_text(path, "PRAGMA user_version");
-	ck_assert_str_eq(v2, "2");
+	ck_assert_int_eq(atoi(v2), store_schema_version());
 
 	/* The migrated schema is the schema of a new file. */
 	ck_assert_int_eq(store_open(fresh_dir, 0, &st, NULL), 0);
@@ -1679,6 +1843,7 @@ store_suite(void)
 	tcase_add_test(tc, test_remotes_outputs);
 	tcase_add_test(tc, test_requests_watches);
 	tcase_add_test(tc, test_count_foreach);
+	tcase_add_test(tc, test_status_foreach);
 	tcase_add_test(tc, test_events_forget);
 	suite_add_tcase(s, tc);
 

@@ -56,6 +56,9 @@ def parse_args(argv):
     p.add_argument("--post-processing-tasks", type=int, default=0,
                    help="pretend this many image post-processing tasks are pending")
     p.add_argument("--faults", help="fault configuration: inline JSON or a file name")
+    p.add_argument("--fast-storage", action="store_true",
+                   help="benchmarks: serve part PUTs on a lean listener of their own that "
+                   "keeps only the first 64 KiB of each part (see s3.py)")
     p.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = p.parse_args(argv)
     if not args.token:
@@ -95,11 +98,15 @@ def main(argv=None):
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.fast_storage:
+        emulator.start_fast_storage()
     serve_in_thread(server)
     sys.stdout.write(emulator.base_url + "\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass
+    if emulator.fast_storage is not None:
+        emulator.fast_storage.close()
     server.shutdown()
     server.server_close()
     if temp:

@@ -105,9 +105,19 @@ def post_answer(em, req):
     return Response(200, {"ok": True})
 
 
+def get_storage(em, req):
+    return Response(200, em.storage_stats.report())
+
+
+def post_storage(em, req):
+    em.storage_stats.reset()
+    return Response(200, {"ok": True})
+
+
 ROUTES = [
     ("control-state", r"/__fakegc__/state", {"GET": get_state}),
     ("control-faults", r"/__fakegc__/faults", {"GET": get_faults, "POST": post_faults}),
     ("control-clock", r"/__fakegc__/clock", {"POST": post_clock}),
     ("control-answer", r"/__fakegc__/answer", {"POST": post_answer}),
+    ("control-storage", r"/__fakegc__/storage", {"GET": get_storage, "POST": post_storage}),
 ]

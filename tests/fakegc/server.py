@@ -24,7 +24,7 @@ from . import (algorithms, archives, cases, control, jobs, media, readerstudies,
 from .auth import authenticate
 from .core import ApiError, Request, Response, detail, html_error, server_error
 from .faults import Faults
-from .s3 import S3
+from .s3 import S3, FastStorage, StorageStats
 from .store import State
 
 GCAPI_LATEST = "0.13.2"
@@ -80,12 +80,23 @@ class Emulator:
         self.media_objects = {}
         self.base_url = "http://127.0.0.1/"
         self.s3 = S3(self, self.state.new_token(32).encode())
+        self.storage_stats = StorageStats()
+        # set by start_fast_storage(): presigned part URLs then point there
+        self.storage_base_url = None
+        self.fast_storage = None
         self.faults = Faults(self, seed)
         if faults:
             self.faults.configure(faults)
         self.api_routes = [Route(*r) for r in API_ROUTES]
         self.control_routes = [Route(*r) for r in control.ROUTES]
         self.media_routes = [Route(n, p, {"GET": h}) for n, p, h in media.ROUTES]
+
+    def start_fast_storage(self, port=0):
+        """Serve presigned part PUTs on a lean listener of their own (--fast-storage)."""
+        self.fast_storage = FastStorage(self, port)
+        self.storage_base_url = self.fast_storage.base_url
+        self.fast_storage.start()
+        return self.fast_storage
 
     # --- permissions and lookups used by the API modules ---------------------
     def users_of(self, obj):

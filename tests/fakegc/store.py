@@ -167,6 +167,8 @@ class State:
         self.archive_items = {}
         self.display_sets = {}
         self.requests = {}
+        # bytes of every part ever stored (an upper bound of any quota in use)
+        self.part_bytes = 0
         self.leaks = []
         self.log = []
 

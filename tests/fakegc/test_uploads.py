@@ -228,3 +228,117 @@ class TestFakeS3(UploadCase):
         self.c.advance(2)
         self.assertReply(self.c.get(u["api_url"]), 404)
         self.assertEqual(self.c.state()["uploads"][0]["deleted"], "expired")
+
+
+class TestFastStorage(UploadCase):
+    """--fast-storage: part PUTs on a lean listener of their own (benchmarks)."""
+
+    def setUp(self):
+        super().setUp()
+        self.fast = self.emulator.start_fast_storage()
+
+    def tearDown(self):
+        self.fast.close()
+        super().tearDown()
+
+    def raw(self, url, head, body=b""):
+        """One request over a plain socket: (status line, headers text, body)."""
+        import socket
+        from urllib.parse import urlsplit
+        u = urlsplit(url)
+        s = socket.create_connection((u.hostname, u.port), timeout=10)
+        try:
+            target = u.path + ("?" + u.query if u.query else "")
+            s.sendall(head.replace("TARGET", target).encode() + b"\r\n\r\n" + body)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            s.close()
+        return data
+
+    def test_flow_and_counters(self):
+        self.assertReply(self.c.call("POST", "/__fakegc__/storage", {}), 200)
+        u = self.create()
+        urls = self.presign(u, [1, 2])
+        self.assertTrue(urls["1"].startswith(self.fast.base_url + "s3/uploads/1/"))
+        self.assertNotEqual(self.fast.base_url, self.base)
+        big = bytes(range(256)) * 1024        # 256 KiB: more than the 64 KiB kept
+        r1 = self.put(urls["1"], big)
+        r2 = self.put(urls["2"], b"tail")
+        self.assertReply(r1, 200)
+        self.assertReply(r2, 200)
+        self.assertRegex(r1.headers["ETag"], r'^"[0-9a-f]{32}"$')
+        st = self.c.get("/__fakegc__/storage").json
+        self.assertEqual((st["parts"], st["bytes"], st["completed"]), (2, len(big) + 4, 0))
+        self.assertLessEqual(st["first_byte"], st["last_ack"])
+        r = self.action(u, "complete-multipart-upload",
+                        {"parts": [{"ETag": r1.headers["ETag"], "PartNumber": 1},
+                                   {"ETag": r2.headers["ETag"], "PartNumber": 2}]})
+        self.assertReply(r, 200)
+        self.assertEqual(self.c.get("/__fakegc__/storage").json["completed"], 1)
+        up = self.c.state()["uploads"][0]
+        # sizes are exact; content beyond the first 64 KiB of a part is not kept
+        self.assertEqual((up["status"], up["size"], up["sha256"]), ("Completed", len(big) + 4,
+                                                                    None))
+        blob = self.emulator.state.uploads[u["pk"]].blob
+        self.assertEqual(blob.head(64 << 10), big[:64 << 10])
+        self.assertEqual(self.c.state()["requests"]["PUT /s3/uploads/{user}/{pk}"], 2)
+        self.assertReply(self.c.call("POST", "/__fakegc__/storage", {}), 200)
+        st = self.c.get("/__fakegc__/storage").json
+        self.assertEqual((st["parts"], st["bytes"], st["first_byte"]), (0, 0, None))
+
+    def test_expect_keepalive_and_refusals(self):
+        u = self.create()
+        url = self.presign(u, [1])["1"]
+        # Expect: 100-continue is answered before the body; two requests on one connection
+        import socket
+        from urllib.parse import urlsplit
+        p = urlsplit(url)
+        target = p.path + "?" + p.query
+        s = socket.create_connection((p.hostname, p.port), timeout=10)
+        try:
+            s.sendall(f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                      "Expect: 100-continue\r\n\r\n".encode())
+            self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100 Continue"))
+            s.sendall(b"abc")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(1000)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200 OK"), got)
+            s.sendall(f"PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nde"
+                      .encode())
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(1000)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200 OK"), got)
+        finally:
+            s.close()
+        # a tampered signature, an unknown upload, a bad part number
+        r = self.put(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"), b"x")
+        self.assertEqual(r.status, 403)
+        self.assertIn(b"SignatureDoesNotMatch", r.body)
+        other = self.presign(self.create("b.mha"), [1])["1"]
+        self.assertReply(self.action(self.create("c.mha"), "abort-multipart-upload"), 200)
+        self.assertReply(self.put(other, b"ok"), 200)
+        # anything but a PUT with a Content-Length is refused and the connection closed
+        data = self.raw(url, "GET TARGET HTTP/1.1\r\nHost: x")
+        self.assertTrue(data.startswith(b"HTTP/1.1 405"), data)
+        data = self.raw(url, "PUT TARGET HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked",
+                        b"3\r\nabc\r\n0\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 501"), data)
+        # the token sent to storage is recorded as a leak, as on the normal path
+        r = self.c.call("PUT", url, raw=b"x")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(self.c.state()["leaks"]), 1)
+
+    def test_unknown_upload(self):
+        u = self.create()
+        url = self.presign(u, [1])["1"]
+        self.assertReply(self.action(u, "abort-multipart-upload"), 200)
+        r = self.put(url, b"x")
+        self.assertEqual(r.status, 404)
+        self.assertIn(b"NoSuchUpload", r.body)
