@@ -2146,6 +2146,56 @@ api_display_set_find(struct api *api, const char *reader_study_pk, const char *t
 	                 title, ret, reterr ? reterr : &scratch);
 }
 
+int
+api_socket_value_add(cJSON *arr, const char *socket, enum api_value_src src,
+		     const char *const *urls, size_t n, const char *text)
+{
+	cJSON *o, *x;
+
+	if (arr == NULL || socket == NULL)
+		return -EINVAL;
+	o = cJSON_CreateObject();
+	if (o == NULL)
+		return -ENOMEM;
+	if (!cJSON_AddItemToArray(arr, o) || cJSON_AddStringToObject(o, "interface", socket) == NULL)
+		return -ENOMEM;
+	switch (src) {
+	case API_VALUE_SESSION:
+	case API_VALUE_IMAGE:
+		if (text == NULL)
+			return -EINVAL;
+		if (cJSON_AddStringToObject(o, src == API_VALUE_SESSION ? "upload_session" : "image",
+					    text) == NULL)
+			return -ENOMEM;
+		return 0;
+	case API_VALUE_USER_UPLOAD:
+		if (n != 1 || urls == NULL || urls[0] == NULL)
+			return -EINVAL;
+		return cJSON_AddStringToObject(o, "user_upload", urls[0]) != NULL ? 0 : -ENOMEM;
+	case API_VALUE_USER_UPLOADS:
+		x = cJSON_AddArrayToObject(o, "user_uploads");
+		if (x == NULL)
+			return -ENOMEM;
+		for (size_t k = 0; k < n; k++) {
+			cJSON *s = cJSON_CreateString(urls[k]);
+
+			if (s == NULL || !cJSON_AddItemToArray(x, s))
+				return -ENOMEM;
+		}
+		return 0;
+	case API_VALUE_JSON:
+		x = text != NULL ? cJSON_Parse(text) : NULL;
+		if (x == NULL)
+			return -EINVAL;
+		if (!cJSON_AddItemToObject(o, "value", x)) {
+			cJSON_Delete(x);
+			return -ENOMEM;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
 /* ---- algorithm jobs ---- */
 
 void

@@ -248,6 +248,24 @@ int api_session_create(struct api *api, const char *const *upload_urls, size_t n
 int api_session_get(struct api *api, const char *session_url, struct api_session *ret,
                     struct api_error *reterr) GC_WUR;
 
+/*
+ * The socket-value request object of contract section 4.1, appended to 'arr':
+ * {"interface": socket, <key>: …} where the key follows 'src'. 'urls'/'n' are
+ * the upload (one) or uploads (several) URLs; 'text' is the session URL, the
+ * inline value as JSON text, or the existing image URL. Strings are copied.
+ * Returns 0, -EINVAL (wrong number of URLs, text missing or not JSON), -ENOMEM.
+ */
+enum api_value_src {
+	API_VALUE_SESSION,		/* "upload_session": text */
+	API_VALUE_USER_UPLOAD,		/* "user_upload": urls[0], n == 1 */
+	API_VALUE_USER_UPLOADS,		/* "user_uploads": urls[0..n) */
+	API_VALUE_JSON,			/* "value": text parsed as JSON */
+	API_VALUE_IMAGE,		/* "image": text */
+};
+
+int api_socket_value_add(cJSON *arr, const char *socket, enum api_value_src src,
+			 const char *const *urls, size_t n, const char *text) GC_WUR;
+
 /* ---- archive items and display sets (sections 4.4, 4.5) ---- */
 
 struct api_item {

@@ -472,52 +472,27 @@ session_terminal(const char *st)
 static cJSON *
 build_values(const struct dest_import *imp)
 {
+	static const enum api_value_src src_of[] = {
+		[DEST_SRC_SESSION] = API_VALUE_SESSION,
+		[DEST_SRC_USER_UPLOAD] = API_VALUE_USER_UPLOAD,
+		[DEST_SRC_USER_UPLOADS] = API_VALUE_USER_UPLOADS,
+		[DEST_SRC_VALUE] = API_VALUE_JSON,
+	};
 	cJSON *arr = cJSON_CreateArray();
 
 	if (arr == NULL)
 		return NULL;
 	for (size_t i = 0; i < imp->n_values; i++) {
 		const struct dest_value *v = &imp->values[i];
-		cJSON *o = cJSON_CreateObject();
-		cJSON *x = NULL;
+		const char *text = v->src == DEST_SRC_SESSION ? v->session_url : v->json;
 
-		if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
-		    cJSON_AddStringToObject(o, "interface", v->socket) == NULL)
-			goto fail;
-		switch (v->src) {
-		case DEST_SRC_SESSION:
-			if (cJSON_AddStringToObject(o, "upload_session", v->session_url) == NULL)
-				goto fail;
-			break;
-		case DEST_SRC_USER_UPLOAD:
-			if (v->n_uploads != 1 ||
-			    cJSON_AddStringToObject(o, "user_upload", v->upload_urls[0]) == NULL)
-				goto fail;
-			break;
-		case DEST_SRC_USER_UPLOADS:
-			x = cJSON_AddArrayToObject(o, "user_uploads");
-			if (x == NULL)
-				goto fail;
-			for (size_t k = 0; k < v->n_uploads; k++) {
-				cJSON *s = cJSON_CreateString(v->upload_urls[k]);
-
-				if (s == NULL || !cJSON_AddItemToArray(x, s))
-					goto fail;
-			}
-			break;
-		case DEST_SRC_VALUE:
-			x = cJSON_Parse(v->json);
-			if (x == NULL || !cJSON_AddItemToObject(o, "value", x)) {
-				cJSON_Delete(x);
-				goto fail;
-			}
-			break;
+		if (api_socket_value_add(arr, v->socket, src_of[v->src],
+					 (const char *const *)v->upload_urls, v->n_uploads, text) < 0) {
+			cJSON_Delete(arr);
+			return NULL;
 		}
 	}
 	return arr;
-fail:
-	cJSON_Delete(arr);
-	return NULL;
 }
 
 int64_t

@@ -268,57 +268,28 @@ fail:
 cJSON *
 jobs_inputs_json(const struct jobs_input *in, size_t n)
 {
+	static const enum api_value_src src_of[] = {
+		[JOBS_SRC_SESSION] = API_VALUE_SESSION,
+		[JOBS_SRC_USER_UPLOAD] = API_VALUE_USER_UPLOAD,
+		[JOBS_SRC_USER_UPLOADS] = API_VALUE_USER_UPLOADS,
+		[JOBS_SRC_VALUE] = API_VALUE_JSON,
+		[JOBS_SRC_IMAGE] = API_VALUE_IMAGE,
+	};
 	cJSON *arr = cJSON_CreateArray();
 
 	if (arr == NULL)
 		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		const struct jobs_input *ji = &in[i];
-		cJSON *o = cJSON_CreateObject();
-		cJSON *x;
+		const char *text = ji->src == JOBS_SRC_SESSION ? ji->session_url : ji->json;
 
-		if (o == NULL || !cJSON_AddItemToArray(arr, o) ||
-		    cJSON_AddStringToObject(o, "interface", ji->socket) == NULL)
-			goto fail;
-		switch (ji->src) {
-		case JOBS_SRC_SESSION:
-			if (ji->session_url == NULL ||
-			    cJSON_AddStringToObject(o, "upload_session", ji->session_url) == NULL)
-				goto fail;
-			break;
-		case JOBS_SRC_USER_UPLOAD:
-			if (ji->n_uploads != 1 ||
-			    cJSON_AddStringToObject(o, "user_upload", ji->upload_urls[0]) == NULL)
-				goto fail;
-			break;
-		case JOBS_SRC_USER_UPLOADS:
-			x = cJSON_AddArrayToObject(o, "user_uploads");
-			if (x == NULL)
-				goto fail;
-			for (size_t k = 0; k < ji->n_uploads; k++) {
-				cJSON *s = cJSON_CreateString(ji->upload_urls[k]);
-
-				if (s == NULL || !cJSON_AddItemToArray(x, s))
-					goto fail;
-			}
-			break;
-		case JOBS_SRC_VALUE:
-			x = cJSON_Parse(ji->json);
-			if (x == NULL || !cJSON_AddItemToObject(o, "value", x)) {
-				cJSON_Delete(x);
-				goto fail;
-			}
-			break;
-		case JOBS_SRC_IMAGE:
-			if (cJSON_AddStringToObject(o, "image", ji->json) == NULL)
-				goto fail;
-			break;
+		if (api_socket_value_add(arr, ji->socket, src_of[ji->src],
+					 (const char *const *)ji->upload_urls, ji->n_uploads, text) < 0) {
+			cJSON_Delete(arr);
+			return NULL;
 		}
 	}
 	return arr;
-fail:
-	cJSON_Delete(arr);
-	return NULL;
 }
 
 enum jobs_refusal
