@@ -2206,6 +2206,8 @@ api_job_clear(struct api_job *j)
 	free(j->pk);
 	free(j->api_url);
 	free(j->status);
+	free(j->exec_duration);
+	free(j->invoke_duration);
 	cJSON_Delete(j->inputs);
 	cJSON_Delete(j->outputs);
 	memset(j, 0, sizeof(*j));
@@ -2228,6 +2230,22 @@ api_job_status_is_terminal(const char *status)
 	                  strcmp(status, "Cancelled") == 0);
 }
 
+/*
+ * A string member a client can do without: its copy, or NULL when it is
+ * absent, null, not a string or too long (never an error but -ENOMEM).
+ */
+static int
+jstr_lenient(const cJSON *obj, const char *key, char **ret)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+	*ret = NULL;
+	if (!cJSON_IsString(v) || strlen(v->valuestring) > API_FIELD_MAX)
+		return 0;
+	*ret = strdup(v->valuestring);
+	return *ret ? 0 : -ENOMEM;
+}
+
 /* A job from o (which loses inputs and outputs); api_url as parse_item(). */
 static int
 parse_job(struct api *api, cJSON *o, const char *fallback_url, struct api_job *ret, struct jerr *e)
@@ -2242,7 +2260,9 @@ parse_job(struct api *api, cJSON *o, const char *fallback_url, struct api_job *r
 	    (r = jstr(o, "api_url", J_NULLABLE, &j.api_url, e)) < 0 ||
 	    (r = jstr(o, "status", J_NONEMPTY, &j.status, e)) < 0 ||
 	    (r = jdetach_array(o, "inputs", &j.inputs, e)) < 0 ||
-	    (r = jdetach_array(o, "outputs", &j.outputs, e)) < 0)
+	    (r = jdetach_array(o, "outputs", &j.outputs, e)) < 0 ||
+	    (r = jstr_lenient(o, "exec_duration", &j.exec_duration)) < 0 ||
+	    (r = jstr_lenient(o, "invoke_duration", &j.invoke_duration)) < 0)
 		goto fail;
 	if (!nonempty(j.api_url)) {
 		/* The 201 of a create has none: the job URL is root + algorithms/jobs/<pk>/. */

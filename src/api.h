@@ -314,6 +314,13 @@ struct api_job {
 	char *status;
 	cJSON *inputs;  /* owned, may be NULL */
 	cJSON *outputs; /* owned, may be NULL; empty until Succeeded */
+	/*
+	 * The platform's ISO-8601 durations ("P0DT00H22M17S"), NULL when null,
+	 * absent (the 201 of a create) or not a string. These are the only times
+	 * the job API gives: no created / started / completed timestamps (5.4).
+	 */
+	char *exec_duration;
+	char *invoke_duration;
 };
 
 void api_job_clear(struct api_job *j);

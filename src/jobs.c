@@ -14,17 +14,25 @@
  *                     the transaction the pipeline commits before submitting
  *                     it; the answer (pk, api_url, status, JSON) after; every
  *                     change of status; the JSON of the finished job, from
- *                     which the outputs are planned again after a restart;
+ *                     which the outputs are planned again after a restart.
+ *                     That JSON (job_json()) also keeps what only gcdrop
+ *                     knows, under "gcdrop": when the job was submitted,
+ *                     first seen running, first seen finished (the job API
+ *                     has no timestamps, contract 5.4), and whether its
+ *                     timeout was reported;
  *   outputs           one row per output socket (store_output_put), its path
  *                     once the file is in place (store_output_set_path).
  * An output whose recorded path exists is not downloaded again; the others
  * are rewritten (outputs.c replaces whatever a crash left), and job.json is
  * written last, so its presence means the folder is complete.
  *
- * A job that runs longer than job_timeout is reported once (JOBS_TIMEOUT) and
- * then polled at the longest interval: the operator decides (the platform
- * ends every job within its own time limit, at most 24 h, so this is a
- * platform that lost track of it, not a job to start again).
+ * A job not finished job_timeout after it was submitted is reported once
+ * (JOBS_TIMEOUT) and then polled at the longest interval: the operator
+ * decides (the platform ends every job within its own time limit, at most
+ * 24 h, so this is a platform that lost track of it, not a job to start
+ * again). The timer counts on the wall clock from the submission time kept
+ * in the queue, so a restarted daemon neither starts it again nor reports
+ * the same job twice; in memory it is a deadline on the monotonic clock.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "backoff.h"
 #include "jobs.h"
@@ -321,10 +330,35 @@ jobs_classify_create(const struct api_error *e)
 
 /* ---- the run ---- */
 
+/* A time kept under "gcdrop" in the job's record: unix seconds, 0 when none. */
+static int64_t
+json_time(const cJSON *g, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(g, key);
+
+	if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1e12)
+		return 0;
+	return (int64_t)v->valuedouble;
+}
+
+/*
+ * The deadline of job_timeout on the monotonic clock (now_ms is
+ * backoff_now_ms()), from the submission time on the wall clock.
+ */
+static int64_t
+deadline_of(const struct jobs_run *run, int64_t now_ms)
+{
+	int64_t wall = (int64_t)time(NULL);
+	int64_t since = run->submitted_s > 0 && run->submitted_s <= wall ?
+			wall - run->submitted_s : 0;
+
+	return now_ms + (run->o.timeout_s - since) * 1000;
+}
+
 static int
 load_job(struct jobs_run *run, const struct store_remote *r)
 {
-	cJSON *j;
+	cJSON *j, *g;
 
 	if (set_str(&run->job_pk, r->pk) < 0 || set_str(&run->job_url, r->url) < 0 ||
 	    set_str(&run->job_status, r->status) < 0)
@@ -338,6 +372,18 @@ load_job(struct jobs_run *run, const struct store_remote *r)
 	cJSON_Delete(run->job_outputs);
 	run->job_inputs = cJSON_DetachItemFromObjectCaseSensitive(j, "inputs");
 	run->job_outputs = cJSON_DetachItemFromObjectCaseSensitive(j, "outputs");
+	if (set_str(&run->exec_duration, cJSON_GetStringValue(
+			    cJSON_GetObjectItemCaseSensitive(j, "exec_duration"))) < 0 ||
+	    set_str(&run->invoke_duration, cJSON_GetStringValue(
+			    cJSON_GetObjectItemCaseSensitive(j, "invoke_duration"))) < 0) {
+		cJSON_Delete(j);
+		return -ENOMEM;
+	}
+	g = cJSON_GetObjectItemCaseSensitive(j, "gcdrop");
+	run->submitted_s = json_time(g, "submitted");
+	run->started_s = json_time(g, "started");
+	run->finished_s = json_time(g, "finished");
+	run->timed_out = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(g, "timeout_reported"));
 	cJSON_Delete(j);
 	return 0;
 }
@@ -407,17 +453,23 @@ jobs_run_init(struct jobs_run *run, struct store *store, int64_t case_id, struct
 	if (rc < 0)
 		return rc;
 	if (r.intent_only || r.url == NULL) {
+		/* The intent's time is when the lost POST was sent. */
 		run->intent_only = true;
+		run->submitted_s = r.updated;
 		store_remote_clear(&r);
 		return 0;
 	}
 	rc = load_job(run, &r);
+	if (rc == 0 && run->submitted_s <= 0)
+		run->submitted_s = r.updated;	/* a record from before the times were kept */
 	store_remote_clear(&r);
 	if (rc < 0)
 		return rc;
 	run->phase = JOBS_POLL;
 	run->next_poll_ms = backoff_now_ms();
-	run->deadline_ms = run->next_poll_ms + run->o.timeout_s * 1000;
+	run->deadline_ms = deadline_of(run, run->next_poll_ms);
+	if (run->timed_out)
+		run->poll_delay_ms = run->o.poll_cap_ms;
 	if (run->job_status != NULL && strcmp(run->job_status, "Succeeded") == 0 &&
 	    run->job_outputs != NULL)
 		start_outputs(run, store);
@@ -437,6 +489,8 @@ jobs_run_done(struct jobs_run *run)
 	free(run->job_pk);
 	free(run->job_url);
 	free(run->job_status);
+	free(run->exec_duration);
+	free(run->invoke_duration);
 	cJSON_Delete(run->job_inputs);
 	cJSON_Delete(run->job_outputs);
 	store_remote_list_free(run->sessions, run->n_sessions);
@@ -665,6 +719,12 @@ jobs_run_next(struct jobs_run *run, struct store *store, int64_t now_ms,
 		r = store_remote_intent(store, run->case_id, STORE_REMOTE_JOB, "", run->title);
 		if (r < 0)
 			goto fail;
+		/*
+		 * The job's timer starts here; a POST that may repeat a lost one
+		 * (reconciliation, a transient refusal) keeps the earlier time.
+		 */
+		if (!run->intent_only || run->submitted_s <= 0)
+			run->submitted_s = (int64_t)time(NULL);
 		/* From now on the POST may have happened: reconcile before another. */
 		run->intent_only = true;
 		goto out;
@@ -705,43 +765,102 @@ fail:
 	return r;
 }
 
-/* The job's JSON as recorded: what outputs and job.json are made from. */
-static char *
-job_json(const struct api_job *j)
+static bool
+add_time_or_null(cJSON *o, const char *key, int64_t t)
 {
-	cJSON *o = cJSON_CreateObject();
+	return (t > 0 ? cJSON_AddNumberToObject(o, key, (double)t) :
+		cJSON_AddNullToObject(o, key)) != NULL;
+}
+
+static bool
+add_str_or_null(cJSON *o, const char *key, const char *v)
+{
+	return (v != NULL ? cJSON_AddStringToObject(o, key, v) :
+		cJSON_AddNullToObject(o, key)) != NULL;
+}
+
+/*
+ * The job's JSON as recorded: what outputs and job.json are made from. The
+ * platform's fields come from j when it is not NULL (inputs and outputs only
+ * when it has them), else from the run; "gcdrop" holds the run's own facts.
+ */
+static char *
+job_json(const struct jobs_run *run, const struct api_job *j)
+{
+	const cJSON *in = j != NULL && j->inputs != NULL ? j->inputs : run->job_inputs;
+	const cJSON *out = j != NULL && j->outputs != NULL ? j->outputs : run->job_outputs;
+	const char *st = j != NULL ? j->status : run->job_status;
+	cJSON *o = cJSON_CreateObject(), *g = NULL;
 	char *s = NULL;
 
 	if (o == NULL)
 		return NULL;
-	if (cJSON_AddStringToObject(o, "pk", j->pk) != NULL &&
-	    cJSON_AddStringToObject(o, "api_url", j->api_url) != NULL &&
-	    cJSON_AddStringToObject(o, "status", j->status != NULL ? j->status : "") != NULL &&
-	    cJSON_AddItemToObject(o, "inputs", j->inputs != NULL ?
-				  cJSON_Duplicate(j->inputs, true) : cJSON_CreateArray()) &&
-	    cJSON_AddItemToObject(o, "outputs", j->outputs != NULL ?
-				  cJSON_Duplicate(j->outputs, true) : cJSON_CreateArray()))
+	if (cJSON_AddStringToObject(o, "pk", j != NULL ? j->pk : run->job_pk) != NULL &&
+	    cJSON_AddStringToObject(o, "api_url", j != NULL ? j->api_url : run->job_url) != NULL &&
+	    cJSON_AddStringToObject(o, "status", st != NULL ? st : "") != NULL &&
+	    cJSON_AddItemToObject(o, "inputs", in != NULL ? cJSON_Duplicate(in, true) :
+				  cJSON_CreateArray()) &&
+	    cJSON_AddItemToObject(o, "outputs", out != NULL ? cJSON_Duplicate(out, true) :
+				  cJSON_CreateArray()) &&
+	    add_str_or_null(o, "exec_duration", j != NULL ? j->exec_duration :
+			    run->exec_duration) &&
+	    add_str_or_null(o, "invoke_duration", j != NULL ? j->invoke_duration :
+			    run->invoke_duration) &&
+	    (g = cJSON_AddObjectToObject(o, "gcdrop")) != NULL &&
+	    add_time_or_null(g, "submitted", run->submitted_s) &&
+	    add_time_or_null(g, "started", run->started_s) &&
+	    add_time_or_null(g, "finished", run->finished_s) &&
+	    cJSON_AddBoolToObject(g, "timeout_reported", run->timed_out) != NULL)
 		s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	return s;
+}
+
+/* Rewrite the job's record from the run (its "gcdrop" facts changed). */
+static int
+save_job(struct jobs_run *run, struct store *store)
+{
+	char *js = job_json(run, NULL);
+	int r;
+
+	if (js == NULL)
+		return -ENOMEM;
+	r = store_remote_set(store, run->case_id, STORE_REMOTE_JOB, "", NULL, NULL, NULL, js);
+	free(js);
+	return r;
 }
 
 /* Record the job as the platform shows it now; the run takes its JSON. */
 static int
 record_job(struct jobs_run *run, struct store *store, struct api_job *j)
 {
-	char *js = job_json(j);
+	int64_t now = (int64_t)time(NULL);
+	int64_t started = run->started_s, finished = run->finished_s;
+	char *js;
 	int r;
 
-	if (js == NULL)
-		return -ENOMEM;
+	/* What gcdrop saw, and when (the platform does not say). */
+	if (run->submitted_s <= 0)
+		run->submitted_s = now;
+	if (j->status != NULL && strcmp(j->status, "Validating inputs") != 0 &&
+	    run->started_s <= 0)
+		run->started_s = now;
+	if (api_job_status_is_terminal(j->status) && run->finished_s <= 0)
+		run->finished_s = now;
+	js = job_json(run, j);
+	if (js == NULL) {
+		r = -ENOMEM;
+		goto undo;
+	}
 	r = store_remote_set(store, run->case_id, STORE_REMOTE_JOB, "", j->pk, j->api_url,
 			     j->status, js);
 	free(js);
 	if (r < 0)
-		return r;
+		goto undo;
 	if (set_str(&run->job_pk, j->pk) < 0 || set_str(&run->job_url, j->api_url) < 0 ||
-	    set_str(&run->job_status, j->status) < 0)
+	    set_str(&run->job_status, j->status) < 0 ||
+	    set_str(&run->exec_duration, j->exec_duration) < 0 ||
+	    set_str(&run->invoke_duration, j->invoke_duration) < 0)
 		return -ENOMEM;
 	if (j->inputs != NULL) {
 		cJSON_Delete(run->job_inputs);
@@ -755,6 +874,11 @@ record_job(struct jobs_run *run, struct store *store, struct api_job *j)
 	}
 	run->intent_only = false;
 	return 0;
+undo:
+	/* Not recorded: seen again at the next poll. */
+	run->started_s = started;
+	run->finished_s = finished;
+	return r;
 }
 
 static char *
@@ -834,6 +958,11 @@ finish_outputs(struct jobs_run *run, struct api_error *reterr)
 	oj.api_url = run->job_url;
 	oj.status = run->job_status;
 	oj.error = run->error;
+	oj.created = run->submitted_s;
+	oj.started = run->started_s;
+	oj.finished = run->finished_s;
+	oj.exec_duration = run->exec_duration;
+	oj.invoke_duration = run->invoke_duration;
 	oj.watch = run->watch;
 	oj.case_name = run->case_name;
 	oj.fingerprint = run->fingerprint;
@@ -927,7 +1056,7 @@ on_job_known(struct jobs_run *run, struct store *store, struct api_job *j, int64
 	if (record_job(run, store, j) < 0)
 		return JOBS_ERROR;
 	run->phase = JOBS_POLL;
-	run->deadline_ms = now + run->o.timeout_s * 1000;
+	run->deadline_ms = deadline_of(run, now);
 	run->poll_delay_ms = run->o.poll_base_ms;
 	poll_later(run, true);
 	return JOBS_SUBMITTED;
@@ -1097,6 +1226,10 @@ on_poll(struct jobs_run *run, struct store *store, struct pipeline_op *op, int64
 		run->timed_out = true;
 		run->next_poll_ms = now + run->o.poll_cap_ms;
 		run->poll_delay_ms = run->o.poll_cap_ms;
+		/* Reported once per job, also across restarts. */
+		if (save_job(run, store) < 0)
+			log_debug("job of '%s': cannot record that its timeout was reported: %s",
+				  run->title, store_errmsg(store));
 		return JOBS_TIMEOUT;
 	}
 	if (strcmp(st, "Validating inputs") != 0)

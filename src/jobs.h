@@ -15,7 +15,9 @@
  *                its image is how a job is found again after a crash;
  *   2. CREATE    store_remote_intent(job) in the caller's transaction, then
  *                POST algorithms/jobs/; the answer recorded as remote "job"
- *                (pk, api_url, status, the job's JSON);
+ *                (pk, api_url, status, the job's JSON, and gcdrop's own
+ *                facts: submitted / started / finished times, whether the
+ *                timeout was reported); job_timeout counts from "submitted";
  *   3. POLL      GET the job with backoff (poll_base_ms doubling to
  *                poll_cap_ms, back to the base on a change of status) until
  *                Succeeded, Failed or Cancelled;
@@ -182,10 +184,21 @@ struct jobs_run {
 	char *job_status;
 	cJSON *job_inputs;		/* the job's "inputs" (hyperlinked) */
 	cJSON *job_outputs;
+	char *exec_duration;		/* the platform's, as last seen (NULL: null) */
+	char *invoke_duration;
+	/*
+	 * Unix seconds on gcdrop's clock (the job API has no timestamps), 0 when
+	 * not yet: submitted = when the POST that created the job was decided
+	 * (its intent); started = first seen past "Validating inputs"; finished =
+	 * first seen in a terminal state. Kept in the job's record in the queue.
+	 */
+	int64_t submitted_s;
+	int64_t started_s;
+	int64_t finished_s;
 	int64_t next_poll_ms;
 	int64_t poll_delay_ms;
-	int64_t deadline_ms;		/* job_timeout from when this daemon saw it start */
-	bool timed_out;			/* reported once */
+	int64_t deadline_ms;		/* submitted_s + job_timeout, on the monotonic clock */
+	bool timed_out;			/* reported once (kept in the queue: once per job) */
 	struct store_remote *sessions;	/* EXPLAIN: every session of the case */
 	size_t n_sessions;
 	size_t explain_next;

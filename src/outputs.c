@@ -1180,7 +1180,10 @@ job_tree(const char *case_dir, const struct outputs_job *job, const struct outpu
 	add_str_or_null(root, "status", job->status);
 	add_str_or_null(root, "error", job->error);
 	add_time(root, "created", job->created);
+	add_time(root, "started", job->started);
 	add_time(root, "finished", job->finished);
+	add_str_or_null(root, "exec_duration", job->exec_duration);
+	add_str_or_null(root, "invoke_duration", job->invoke_duration);
 	c = cJSON_AddObjectToObject(root, "case");
 	if (!c)
 		goto tree_oom;

@@ -128,8 +128,17 @@ struct outputs_job {
 	const char *url; /* the job's web page; NULL: left out */
 	const char *status;
 	const char *error; /* NULL: null */
-	int64_t created;   /* unix seconds; <= 0: null */
-	int64_t finished;  /* unix seconds; <= 0: null */
+	/*
+	 * Unix seconds, <= 0: null. The job API has no timestamps (contract
+	 * 5.4), so these are the client's: when it submitted the job, first saw
+	 * it past "Validating inputs", first saw it finished.
+	 */
+	int64_t created;
+	int64_t started;
+	int64_t finished;
+	/* The platform's ISO-8601 durations ("P0DT00H22M17S"); NULL: null. */
+	const char *exec_duration;
+	const char *invoke_duration;
 	const char *watch;
 	const char *case_name;
 	const char *fingerprint;
@@ -144,8 +153,9 @@ struct outputs_job {
 /*
  * Finish the case folder: delete every temporary file (".*.gcdrop-part")
  * left below case_dir, then write <case_dir>/job.json atomically:
- *   {"pk", "api_url", "url", "status", "error", "created", "finished" (ISO 8601
- *    UTC or null), "case": {"watch", "name", "fingerprint"},
+ *   {"pk", "api_url", "url", "status", "error", "created", "started", "finished"
+ *    (ISO 8601 UTC or null), "exec_duration", "invoke_duration" (as the
+ *    platform gives them, or null), "case": {"watch", "name", "fingerprint"},
  *    "inputs": {slug: {"value": v} | {"image": url} | {"file": url} | ...},
  *    "outputs": {slug: {"super_kind": "Value", "kind", "path", "value": v}
  *              | {"super_kind": "File", "kind", "path", "url"}

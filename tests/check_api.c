@@ -1497,6 +1497,9 @@ START_TEST(test_job_flow)
 	ck_assert_str_eq(job.api_url, want);
 	free(want);
 	ck_assert(!api_job_status_is_terminal(job.status));
+	/* The 201 has no durations (JobPostSerializer). */
+	ck_assert_ptr_null(job.exec_duration);
+	ck_assert_ptr_null(job.invoke_duration);
 
 	fake_advance(60);
 	r = api_job_get(A, job.api_url, &got, &e);
@@ -1504,6 +1507,12 @@ START_TEST(test_job_flow)
 	ck_assert_str_eq(got.status, "Succeeded");
 	ck_assert(api_job_status_is_terminal(got.status));
 	ck_assert_int_eq(cJSON_GetArraySize(got.outputs), 2);
+	/* A finished job has ISO-8601 durations (contract 5.4): one tick of Executing. */
+	ck_assert_ptr_nonnull(got.exec_duration);
+	ck_assert_msg(starts_with(got.exec_duration, "P0DT00H") &&
+	                  got.exec_duration[strlen(got.exec_duration) - 1] == 'S',
+	              "exec_duration '%s'", got.exec_duration);
+	ck_assert_ptr_nonnull(got.invoke_duration);
 
 	image_url = value_url(got.inputs, "generic-medical-image", "image");
 	ck_assert_ptr_nonnull(image_url);
@@ -1542,6 +1551,46 @@ START_TEST(test_job_flow)
 	api_job_clear(&got);
 	api_job_clear(&job);
 	api_algorithm_clear(&alg);
+}
+END_TEST
+
+/*
+ * Assumptions: the job's durations are read as the platform sends them, and
+ * are optional: null, absent or of another type they are NULL, never a reason
+ * to refuse the job's answer (its status and outputs are what matter).
+ */
+static const struct {
+	const char *members; /* spliced into a job body */
+	const char *exec, *invoke;
+} job_durations[] = {
+    {"\"exec_duration\": \"P0DT00H22M17S\", \"invoke_duration\": \"P1DT02H03M04S\"",
+     "P0DT00H22M17S", "P1DT02H03M04S"},
+    {"\"exec_duration\": null, \"invoke_duration\": null", NULL, NULL},
+    {"\"exec_duration\": 1337, \"invoke_duration\": {\"s\": 1}", NULL, NULL},
+    {"\"other\": 1", NULL, NULL},
+};
+
+START_TEST(test_job_durations)
+{
+	struct api_job got;
+	struct api_error e;
+	char *url, *json;
+	int r;
+
+	url = tu_strdupf("%salgorithms/jobs/0f0e0d0c-0b0a-4909-8807-060504030201/", api_root_url);
+	json = tu_strdupf("{\"rules\": [{\"route\": \"jobs-detail\", \"status\": 200, \"body\": "
+	                  "{\"pk\": \"0f0e0d0c-0b0a-4909-8807-060504030201\", \"api_url\": \"%s\", "
+	                  "\"status\": \"Succeeded\", \"inputs\": [], \"outputs\": [], %s}}]}",
+	                  url, job_durations[_i].members);
+	fake_faults(json);
+	free(json);
+	r = api_job_get(A, url, &got, &e);
+	ck_api_ok(r, e);
+	ck_assert_str_eq(got.status, "Succeeded");
+	ck_assert_pstr_eq(got.exec_duration, job_durations[_i].exec);
+	ck_assert_pstr_eq(got.invoke_duration, job_durations[_i].invoke);
+	api_job_clear(&got);
+	free(url);
 }
 END_TEST
 
@@ -1929,6 +1978,7 @@ api_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_job_flow);
+	tcase_add_loop_test(tc, test_job_durations, 0, (int)GC_ARRAY_SIZE(job_durations));
 	tcase_add_test(tc, test_job_duplicate);
 	tcase_add_test(tc, test_job_limits);
 	tcase_add_test(tc, test_job_download);

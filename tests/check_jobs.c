@@ -7,18 +7,28 @@
  * generic-medical-image) and "multi" (ct-image + case-metadata (Value) +
  * results-json-file (File), or ct-image alone). Cases are lists of relpaths; a
  * table gives the content of the JSON files the mapping reads.
+ *
+ * recovery: the run's facts that must survive a restart, with a real queue
+ * (a store in a temporary directory) and polls answered by hand: job_timeout
+ * counts from the submission time kept in the queue, not from the daemon's
+ * start, a reported timeout is not reported again, and the times job.json
+ * shows (submitted, started, finished) are recorded as the job is seen.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <check.h>
 #include <cjson/cJSON.h>
 
 #include "attrs.h"
+#include "backoff.h"
 #include "jobs.h"
+#include "store.h"
+#include "testutil.h"
 
 static struct casemap_socket all_sockets[] = {
 	{"ct-image", "Image", CASEMAP_IMAGE, "images/ct-image"},
@@ -326,6 +336,223 @@ START_TEST(test_url_pk)
 }
 END_TEST
 
+/* ---- recovery ---- */
+
+#define JOB_URL "https://h.example/api/v1/algorithms/jobs/j1/"
+
+static char *rdir;
+static struct store *rstore;
+static int64_t rcase;
+
+static void
+rsetup(void)
+{
+	struct store_case_new c = {.watch = "alg", .name = "c1", .path = "/x/c1",
+				   .fingerprint = "f1", .state = STORE_QUEUED};
+	char *msg = NULL;
+
+	rdir = tu_mkdtemp("check_jobs");
+	ck_assert_msg(store_open(rdir, 0, &rstore, &msg) == 0, "%s", msg ? msg : "");
+	ck_assert_int_eq(store_case_insert(rstore, &c, &rcase), 0);
+}
+
+static void
+rteardown(void)
+{
+	rstore = store_close(rstore);
+	tu_rmtree(rdir);
+	free(rdir);
+}
+
+/* The job's record as a daemon leaves it: gcdrop is the "gcdrop" member, or NULL. */
+static void
+put_job(const char *status, const char *gcdrop)
+{
+	char *json = tu_strdupf("{\"pk\": \"j1\", \"api_url\": \"%s\", \"status\": \"%s\", "
+				"\"inputs\": [], \"outputs\": []%s%s}", JOB_URL, status,
+				gcdrop ? ", \"gcdrop\": " : "", gcdrop ? gcdrop : "");
+
+	ck_assert_int_eq(store_remote_intent(rstore, rcase, STORE_REMOTE_JOB, "", "c1"), 0);
+	ck_assert_int_eq(store_remote_set(rstore, rcase, STORE_REMOTE_JOB, "", "j1", JOB_URL,
+					  status, json), 0);
+	free(json);
+}
+
+static void
+run_init(struct jobs_run *run, int64_t timeout_s)
+{
+	struct jobs_opts o = {.poll_base_ms = 10, .poll_cap_ms = 600000, .timeout_s = timeout_s};
+
+	ck_assert_int_eq(jobs_run_init(run, rstore, rcase, NULL, "c1", NULL, 0, &o), 0);
+}
+
+/* One poll of the run answered with status: the event. */
+static enum jobs_event
+poll_once(struct jobs_run *run, const char *status)
+{
+	struct pipeline_op *op = NULL;
+	enum jobs_event ev;
+
+	ck_assert_int_eq(jobs_run_next(run, rstore, backoff_now_ms(), &op), 0);
+	ck_assert_ptr_nonnull(op);
+	ck_assert_int_eq(op->kind, PIPELINE_OP_JOB_GET);
+	ck_assert_str_eq(op->url, JOB_URL);
+	op->err.cls = API_OK;
+	op->job.pk = strdup("j1");
+	op->job.api_url = strdup(JOB_URL);
+	op->job.status = strdup(status);
+	op->job.exec_duration = strcmp(status, "Succeeded") == 0 ? strdup("P0DT00H01M00S") : NULL;
+	ev = jobs_run_on_done(run, rstore, op);
+	pipeline_op_free(op);
+	return ev;
+}
+
+/* The "gcdrop" member of the job's record, parsed. */
+static cJSON *
+recorded(void)
+{
+	struct store_remote r = {0};
+	cJSON *j, *g;
+
+	ck_assert_int_eq(store_remote_get(rstore, rcase, STORE_REMOTE_JOB, "", &r), 0);
+	j = cJSON_Parse(r.json);
+	ck_assert_ptr_nonnull(j);
+	g = cJSON_DetachItemFromObject(j, "gcdrop");
+	ck_assert_ptr_nonnull(g);
+	if (cJSON_GetObjectItem(j, "exec_duration") != NULL)
+		cJSON_AddItemToObject(g, "exec_duration",
+				      cJSON_DetachItemFromObject(j, "exec_duration"));
+	cJSON_Delete(j);
+	store_remote_clear(&r);
+	return g;
+}
+
+START_TEST(test_timeout_from_submission)
+{
+	/*
+	 * Assumptions: a job submitted 100 s ago with job_timeout 50 s is overdue
+	 * the moment a restarted daemon polls it (the old code started the timer at
+	 * start-up: no report for 50 s); the report is recorded, so the next
+	 * restart does not report it again, and the job is still polled.
+	 */
+	struct jobs_run run;
+	int64_t sub = (int64_t)time(NULL) - 100;
+	char *g = tu_strdupf("{\"submitted\": %lld, \"started\": null, \"finished\": null, "
+			     "\"timeout_reported\": false}", (long long)sub);
+	cJSON *rec;
+
+	put_job("Executing", g);
+	free(g);
+	run_init(&run, 50);
+	ck_assert_int_le(run.deadline_ms, backoff_now_ms());
+	ck_assert_int_eq(poll_once(&run, "Executing"), JOBS_TIMEOUT);
+	ck_assert(run.timed_out);
+	/* Not retried, not failed: it stays the same job, polled at the longest interval. */
+	ck_assert_int_eq(run.phase, JOBS_POLL);
+	ck_assert_int_ge(run.next_poll_ms, backoff_now_ms() + 500000);
+	jobs_run_done(&run);
+	rec = recorded();
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(rec, "timeout_reported")));
+	ck_assert_int_eq((int64_t)cJSON_GetObjectItem(rec, "submitted")->valuedouble, sub);
+	cJSON_Delete(rec);
+
+	/* Restarted again: once per job. */
+	run_init(&run, 50);
+	ck_assert(run.timed_out);
+	ck_assert_int_eq(poll_once(&run, "Executing"), JOBS_RUNNING);
+	jobs_run_done(&run);
+}
+END_TEST
+
+START_TEST(test_timeout_not_yet)
+{
+	/*
+	 * Assumptions: submitted 10 s ago with job_timeout 50 s: the restarted run
+	 * reports nothing yet, and its deadline is about 40 s away, not 50 s.
+	 */
+	struct jobs_run run;
+	char *g = tu_strdupf("{\"submitted\": %lld, \"started\": %lld, \"finished\": null, "
+			     "\"timeout_reported\": false}", (long long)time(NULL) - 10,
+			     (long long)time(NULL) - 5);
+	int64_t left;
+
+	put_job("Executing", g);
+	free(g);
+	run_init(&run, 50);
+	left = run.deadline_ms - backoff_now_ms();
+	ck_assert_msg(left > 37000 && left <= 40000, "deadline in %lld ms", (long long)left);
+	ck_assert_int_eq(poll_once(&run, "Executing"), JOBS_RUNNING);
+	ck_assert(!run.timed_out);
+	jobs_run_done(&run);
+}
+END_TEST
+
+START_TEST(test_timeout_old_record)
+{
+	/*
+	 * Assumptions: a record written before the times were kept (no "gcdrop")
+	 * counts from its last update, which a restart does not move.
+	 */
+	struct jobs_run run;
+	int64_t left;
+
+	put_job("Executing", NULL);
+	run_init(&run, 50);
+	left = run.deadline_ms - backoff_now_ms();
+	ck_assert_msg(left > 45000 && left <= 50000, "deadline in %lld ms", (long long)left);
+	ck_assert_int_gt(run.submitted_s, 0);
+	jobs_run_done(&run);
+}
+END_TEST
+
+START_TEST(test_times_recorded)
+{
+	/*
+	 * Assumptions: started is set when the job is first seen past "Validating
+	 * inputs", finished when first seen terminal, both kept in the record with
+	 * the platform's duration; the submission time is not moved by polls.
+	 */
+	struct jobs_run run;
+	int64_t sub = (int64_t)time(NULL) - 30;
+	char *g = tu_strdupf("{\"submitted\": %lld, \"started\": null, \"finished\": null, "
+			     "\"timeout_reported\": false}", (long long)sub);
+	cJSON *rec;
+
+	put_job("Validating inputs", g);
+	free(g);
+	run_init(&run, 3600);
+	ck_assert_int_eq(run.phase, JOBS_POLL);
+	ck_assert_int_eq(poll_once(&run, "Validating inputs"), JOBS_PROGRESS);
+	ck_assert_int_eq(run.started_s, 0);
+	run.next_poll_ms = 0;
+	ck_assert_int_eq(poll_once(&run, "Executing"), JOBS_RUNNING);
+	ck_assert_int_ge(run.started_s, sub + 30);
+	ck_assert_int_eq(run.finished_s, 0);
+	rec = recorded();
+	ck_assert_int_eq((int64_t)cJSON_GetObjectItem(rec, "started")->valuedouble, run.started_s);
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(rec, "finished")));
+	cJSON_Delete(rec);
+	run.next_poll_ms = 0;
+	ck_assert_int_eq(poll_once(&run, "Succeeded"), JOBS_RUNNING);
+	ck_assert_int_ge(run.finished_s, run.started_s);
+	ck_assert_str_eq(run.exec_duration, "P0DT00H01M00S");
+	jobs_run_done(&run);
+	rec = recorded();
+	ck_assert_int_eq((int64_t)cJSON_GetObjectItem(rec, "submitted")->valuedouble, sub);
+	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(rec, "finished")));
+	ck_assert_str_eq(cJSON_GetObjectItem(rec, "exec_duration")->valuestring, "P0DT00H01M00S");
+	cJSON_Delete(rec);
+
+	/* A restart reads them back (and goes on with the outputs). */
+	run_init(&run, 3600);
+	ck_assert_int_eq(run.phase, JOBS_OUTPUTS);
+	ck_assert_int_eq(run.submitted_s, sub);
+	ck_assert_int_gt(run.finished_s, 0);
+	ck_assert_str_eq(run.exec_duration, "P0DT00H01M00S");
+	jobs_run_done(&run);
+}
+END_TEST
+
 static Suite *
 jobs_suite(void)
 {
@@ -339,6 +566,13 @@ jobs_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("errors");
 	tcase_add_loop_test(tc, test_classify, 0, (int)GC_ARRAY_SIZE(class_rows));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("recovery");
+	tcase_add_checked_fixture(tc, rsetup, rteardown);
+	tcase_add_test(tc, test_timeout_from_submission);
+	tcase_add_test(tc, test_timeout_not_yet);
+	tcase_add_test(tc, test_timeout_old_record);
+	tcase_add_test(tc, test_times_recorded);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -623,7 +623,9 @@ START_TEST(test_job_json_plain)
 	    .api_url = "https://h.example/api/v1/algorithms/jobs/j1/",
 	    .status = "Succeeded",
 	    .created = 1700000000,
+	    .started = 1700000030,
 	    .finished = 1700000060,
+	    .exec_duration = "P0DT00H00M17S",
 	    .watch = "corads",
 	    .case_name = "case 1",
 	    .fingerprint = "abcd",
@@ -655,7 +657,11 @@ START_TEST(test_job_json_plain)
 	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "error")));
 	ck_assert_ptr_null(cJSON_GetObjectItem(got, "url"));
 	ck_assert_str_eq(cJSON_GetObjectItem(got, "created")->valuestring, "2023-11-14T22:13:20Z");
+	ck_assert_str_eq(cJSON_GetObjectItem(got, "started")->valuestring, "2023-11-14T22:13:50Z");
 	ck_assert_str_eq(cJSON_GetObjectItem(got, "finished")->valuestring, "2023-11-14T22:14:20Z");
+	/* The platform's durations verbatim; one it did not give is null. */
+	ck_assert_str_eq(cJSON_GetObjectItem(got, "exec_duration")->valuestring, "P0DT00H00M17S");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "invoke_duration")));
 	o = cJSON_GetObjectItem(got, "case");
 	ck_assert_str_eq(cJSON_GetObjectItem(o, "watch")->valuestring, "corads");
 	ck_assert_str_eq(cJSON_GetObjectItem(o, "name")->valuestring, "case 1");
@@ -681,6 +687,8 @@ START_TEST(test_job_json_plain)
 	job.url = "https://h.example/algorithms/a/jobs/j1/";
 	job.inputs = NULL;
 	job.created = 0;
+	job.started = -5;
+	job.exec_duration = NULL;
 	r = outputs_finish(case_dir, &job, NULL, 0, &e);
 	ck_api_ok(r, e);
 	data = read_rel("job.json", NULL);
@@ -689,6 +697,9 @@ START_TEST(test_job_json_plain)
 	ck_assert_str_eq(cJSON_GetObjectItem(got, "error")->valuestring, "Time limit exceeded");
 	ck_assert_str_eq(cJSON_GetObjectItem(got, "url")->valuestring, job.url);
 	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "created")));
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "started")));
+	ck_assert_str_eq(cJSON_GetObjectItem(got, "finished")->valuestring, "2023-11-14T22:14:20Z");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(got, "exec_duration")));
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(got, "outputs")), 0);
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(got, "inputs")), 0);
 	cJSON_Delete(got);

@@ -410,6 +410,37 @@ assert_same_file(const char *path, const char *url)
 }
 
 /*
+ * job.json: the job, and its times (created <= started <= finished, ISO 8601
+ * UTC, none null) with the platform's duration as it gave it.
+ */
+static void
+assert_job_json(const char *path, const char *pk, const char *exec_duration)
+{
+	char *text = tu_read_file(path, NULL);
+	cJSON *j = text != NULL ? cJSON_Parse(text) : NULL;
+	const char *created, *started, *finished;
+
+	ck_assert_msg(j != NULL, "'%s' missing or not JSON", path);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "pk")), pk);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "status")), "Succeeded");
+	created = cJSON_GetStringValue(cJSON_GetObjectItem(j, "created"));
+	started = cJSON_GetStringValue(cJSON_GetObjectItem(j, "started"));
+	finished = cJSON_GetStringValue(cJSON_GetObjectItem(j, "finished"));
+	ck_assert_msg(created != NULL && started != NULL && finished != NULL,
+		      "job.json times: %s", text);
+	ck_assert_uint_eq(strlen(created), 20);
+	ck_assert_int_eq(created[19], 'Z');
+	/* Same format, so text order is time order. */
+	ck_assert_msg(strcmp(created, started) <= 0 && strcmp(started, finished) <= 0,
+		      "job.json times out of order: %s", text);
+	ck_assert_ptr_nonnull(exec_duration);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "exec_duration")),
+			 exec_duration);
+	cJSON_Delete(j);
+	free(text);
+}
+
+/*
  * Every output of the platform's only job of this case, compared with
  * results_dir/<case>/: values as JSON, files and image files byte for byte;
  * job.json present, no temporary files; the queue records every output path.
@@ -464,7 +495,8 @@ assert_outputs(const char *results, const char *name)
 	}
 	ck_assert_int_gt(n_out, 0);
 	f = tu_strdupf("%s/%s/job.json", results, name);
-	ck_assert_int_eq(access(f, F_OK), 0);
+	assert_job_json(f, cJSON_GetStringValue(cJSON_GetObjectItem(job, "pk")),
+			cJSON_GetStringValue(cJSON_GetObjectItem(job, "exec_duration")));
 	free(f);
 	{
 		char *argv[] = {"/bin/sh", "-c", NULL, NULL};
