@@ -47,11 +47,33 @@ static struct fakegc *fg;
 static char *dir, *conf, *log_path, *alg_dir, *multi_dir;
 static pid_t pid = -1;
 
+/* The configuration; alg_extra is added to the "alg" watch (e.g. "job_timeout = 10;"). */
+static void
+write_conf(const char *alg_extra)
+{
+	char *tok = tu_strdupf("%s/token", dir);
+	char *text = tu_strdupf(
+		"api_url = \"%s\";\ntoken_file = \"%s\";\nca_file = \"%s\";\n"
+		"state_dir = \"%s/state\";\nworkers = 4;\nmax_attempts = 6;\n"
+		"min_free_space = \"1M\";\nlog_level = \"info\";\n"
+		"watches = (\n"
+		" { name = \"alg\"; path = \"%s\"; algorithm = \"demo-algorithm\";\n"
+		"   settle_seconds = 1; results_dir = \"%s/results\"; %s },\n"
+		" { name = \"multi\"; path = \"%s\"; algorithm = \"multi-input-algorithm\";\n"
+		"   settle_seconds = 1; results_dir = \"%s/results-multi\"; }\n);\n",
+		fakegc_api_url(fg), tok, fakegc_ca_file(fg), dir, alg_dir, dir, alg_extra,
+		multi_dir, dir);
+
+	tu_write_file(conf, text, -1, 0644);
+	free(text);
+	free(tok);
+}
+
 static void
 setup(void)
 {
 	struct fakegc_opts o = {.tls = true, .tick = 0.05, .min_part_size = 1};
-	char *tok, *text;
+	char *tok;
 
 	dir = tu_mkdtemp("e2e_algorithm");
 	ck_assert_int_eq(fakegc_start(&o, &fg), 0);
@@ -66,19 +88,8 @@ setup(void)
 	tu_write_file(tok, fakegc_token(fg), -1, 0600);
 	conf = tu_strdupf("%s/gcdrop.conf", dir);
 	log_path = tu_strdupf("%s/daemon.log", dir);
-	text = tu_strdupf(
-		"api_url = \"%s\";\ntoken_file = \"%s\";\nca_file = \"%s\";\n"
-		"state_dir = \"%s/state\";\nworkers = 4;\nmax_attempts = 6;\n"
-		"min_free_space = \"1M\";\nlog_level = \"info\";\n"
-		"watches = (\n"
-		" { name = \"alg\"; path = \"%s\"; algorithm = \"demo-algorithm\";\n"
-		"   settle_seconds = 1; results_dir = \"%s/results\"; },\n"
-		" { name = \"multi\"; path = \"%s\"; algorithm = \"multi-input-algorithm\";\n"
-		"   settle_seconds = 1; results_dir = \"%s/results-multi\"; }\n);\n",
-		fakegc_api_url(fg), tok, fakegc_ca_file(fg), dir, alg_dir, dir, multi_dir, dir);
-	tu_write_file(conf, text, -1, 0644);
-	free(text);
 	free(tok);
+	write_conf("");
 }
 
 static char *
@@ -761,6 +772,112 @@ START_TEST(test_kill_during_download)
 }
 END_TEST
 
+/* How often s occurs in the daemon's log (all runs: the log is appended to). */
+static int
+log_count(const char *s)
+{
+	char *log = tu_read_file(log_path, NULL);
+	int n = 0;
+
+	for (const char *p = log; p != NULL && (p = strstr(p, s)) != NULL; p += strlen(s))
+		n++;
+	free(log);
+	return n;
+}
+
+static bool
+log_has_timeout(void *ud)
+{
+	(void)ud;
+	return log_has("after job_timeout");
+}
+
+static bool
+clock_past(void *ud)
+{
+	return tu_now_ms() >= *(long long *)ud;
+}
+
+#define JOB_TIMEOUT_S 10
+
+START_TEST(test_timeout_across_restart)
+{
+	/*
+	 * Property: job_timeout counts from the job's submission, kept in the queue,
+	 * not from the daemon's start. A job the platform leaves Executing for good
+	 * (the emulator's "stall" fault) is submitted, the daemon is killed before
+	 * the timeout and stays down past it; restarted, it reports the job at its
+	 * first poll (well before JOB_TIMEOUT_S after the restart, when a timer
+	 * started at start-up would fire), leaves it to the operator (the case
+	 * stays running with the report as its error, no second job, nothing
+	 * failed), and a further restart does not report it again.
+	 */
+	struct req_want w = {"POST", "/algorithms/jobs/", 1};
+	long long posted, until, restarted, reported;
+	int polls;
+	cJSON *root, *c;
+	const char *err;
+	char *extra = tu_strdupf("job_timeout = %d;", JOB_TIMEOUT_S);
+
+	write_conf(extra);
+	free(extra);
+	ck_assert_int_eq(fakegc_set_faults(fg, "{\"jobs\": [{\"count\": 1, \"algorithm\": "
+					   "\"demo-algorithm\", \"stall\": \"Executing\"}], "
+					   "\"limits\": {\"min_part_size\": 1}}"), 0);
+	start_daemon();
+	drop_image_case(alg_dir, "t1", 1000);
+	ck_assert(tu_wait_until(requests_seen, &w, WAIT_MS));
+	posted = tu_now_ms();	/* the job was submitted before this */
+	wait_state("t1", "running", WAIT_MS);
+	stop_daemon(SIGKILL);
+	ck_assert_msg(tu_now_ms() - posted < JOB_TIMEOUT_S * 1000 - 1000,
+		      "the machine is too slow for this test's timing");
+	ck_assert(!log_has("after job_timeout"));
+
+	/* Down past the job's deadline (the daemon being down is the point here). */
+	until = posted + JOB_TIMEOUT_S * 1000 + 1500;
+	ck_assert(tu_wait_until(clock_past, &until, JOB_TIMEOUT_S * 1000 + 5000));
+	restarted = tu_now_ms();
+	start_daemon();
+	ck_assert_msg(tu_wait_until(log_has_timeout, NULL, JOB_TIMEOUT_S * 1000 - 2000),
+		      "no timeout report within %d s of the restart", JOB_TIMEOUT_S - 2);
+	reported = tu_now_ms();
+	fprintf(stderr, "e2e_algorithm: timeout reported %lld ms after the restart, %lld ms "
+		"after the job was created\n", reported - restarted, reported - posted);
+	ck_assert_int_ge(reported - posted, JOB_TIMEOUT_S * 1000);
+	/* Reported, left for the operator: still running, one job, not failed or retried. */
+	root = status_json();
+	c = find_case(root, "t1");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(c, "state")), "running");
+	err = cJSON_GetStringValue(cJSON_GetObjectItem(c, "error"));
+	ck_assert_msg(err != NULL && strstr(err, "after job_timeout") != NULL &&
+		      strstr(err, "left to the operator") != NULL, "error: %s", err ? err : "null");
+	cJSON_Delete(root);
+	ck_assert_int_eq(n_jobs(), 1);
+	ck_assert_int_eq(requests_now("POST", "/algorithms/jobs/"), 1);
+	ck_assert_int_eq(log_count("after job_timeout"), 1);
+
+	/* Restarted once more: the job is polled again, the report is not repeated. */
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+	polls = requests_now("GET", "/algorithms/jobs/{pk}/");
+	start_daemon();
+	{
+		struct req_want again = {"GET", "/algorithms/jobs/{pk}/", polls + 1};
+
+		ck_assert(tu_wait_until(requests_seen, &again, WAIT_MS));
+	}
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+	ck_assert_int_eq(log_count("after job_timeout"), 1);
+	{
+		char *st = case_state("t1");
+
+		ck_assert_str_eq(st, "running");
+		free(st);
+	}
+}
+END_TEST
+
 static Suite *
 e2e_suite(void)
 {
@@ -782,6 +899,7 @@ e2e_suite(void)
 	tcase_add_test(tc, test_kill_after_create);
 	tcase_add_test(tc, test_kill_during_polling);
 	tcase_add_test(tc, test_kill_during_download);
+	tcase_add_test(tc, test_timeout_across_restart);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

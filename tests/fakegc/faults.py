@@ -18,6 +18,7 @@ class FaultError(ValueError):
 
 
 ACTIONS = ("status", "close", "truncate", "latency")
+STALLABLE = ("Validating inputs", "Queued", "Provisioned", "Executing", "Executed")
 
 
 class Rule:
@@ -85,6 +86,9 @@ class Faults:
             self.down_requests = int(down.get("requests", 0))
             self.down_action = down.get("action", "close")
             self.jobs = [dict(j, left=j.get("count")) for j in cfg.get("jobs", [])]
+            for j in self.jobs:
+                if "stall" in j and j["stall"] not in STALLABLE:
+                    raise FaultError(f"cannot stall a job in {j['stall']!r}")
             self.imports = [dict(i, left=i.get("count")) for i in cfg.get("imports", [])]
             c = cfg.get("complete")
             self.complete = dict(c, left=c.get("count", 1)) if c else None
@@ -139,7 +143,8 @@ class Faults:
         return None
 
     def take_job_failure(self, job):
-        """The status after which this new job fails, or None."""
+        """(fail after, stall at): the status after which this new job fails, and the
+        status in which it stops moving (a platform that lost track of it), or None."""
         with self.lock:
             for f in self.jobs:
                 if f["left"] is not None and f["left"] <= 0:
@@ -152,8 +157,10 @@ class Faults:
                 if f["left"] is not None:
                     f["left"] -= 1
                 self._hit("jobs")
-                return f.get("after", "Executing")
-        return None
+                if "stall" in f:
+                    return None, f["stall"]
+                return f.get("after", "Executing"), None
+        return None, None
 
     def take_import_failure(self, *filenames):
         """An error message if an import of these files must fail, else None."""

@@ -5,7 +5,8 @@ then image ready, credits, active-job limit, interface match, duplicate.  The jo
 created "Validating inputs"; inputs from uploads/sessions are imported one tick later
 (a failed import cancels the job); then one step per tick:
 Queued -> Provisioned -> Executing -> Executed -> Succeeded, with one output value per
-output socket of the matched interface.  Faults can fail a job after a given step.
+output socket of the matched interface.  Faults can fail a job after a given step, or
+stall it in one (it never moves again: a platform that lost track of it).
 """
 
 import json
@@ -38,6 +39,7 @@ class Job(vals.CivSet):
         self.created = state.now()
         self.history = [(state.now(), self.status)]
         self.fail_after = None
+        self.stall_at = None
         self.started = None
         self.finished = None
         self.input_names = []
@@ -164,7 +166,7 @@ def create_job(req):
             ([s["user_upload"]] if s.get("user_upload") else []) +
             list(s.get("user_uploads") or []) +
             (list(s["upload_session"].uploads) if s.get("upload_session") else [])))
-    job.fail_after = em.faults.take_job_failure(job)
+    job.fail_after, job.stall_at = em.faults.take_job_failure(job)
     state.jobs[job.pk] = job
     vals.apply(req, job, specs, on_settled=lambda st: inputs_settled(em, job))
     if not job.pending:
@@ -189,7 +191,7 @@ def inputs_settled(emulator, job):
 def step(emulator, job):
     """Move the job one step along CHAIN (or fail it where the faults say so)."""
     state = emulator.state
-    if job.status in TERMINAL:
+    if job.status in TERMINAL or job.status == job.stall_at:
         return
     if job.status == "Validating inputs":
         nxt = "Queued"

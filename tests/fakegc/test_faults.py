@@ -144,3 +144,21 @@ class TestPlatformFaults(EmulatorCase):
         self.assertEqual(hist[0], ["Validating inputs", "Queued", "Provisioned", "Failed"])
         sessions = {s["filenames"][0]: s for s in self.c.state()["sessions"]}
         self.assertEqual(sessions["broken.mha"]["error_message"], "Time limit exceeded")
+
+    def test_job_stall(self):
+        alg = self.c.get("algorithms/?slug=demo-algorithm").json["results"][0]
+        self.c.faults({"jobs": [{"input": r"^stuck", "count": 1, "stall": "Executing"}]})
+
+        def job(name):
+            up = self.c.upload(name, mha())
+            return self.c.post("algorithms/jobs/", {"algorithm": alg["api_url"], "inputs": [
+                {"interface": "generic-medical-image", "user_uploads": [up["api_url"]]}]}).json
+        j1, j2, j3 = job("stuck.mha"), job("stuck-too.mha"), job("fine.mha")
+        self.step(50)
+        status = lambda j: self.c.get(f"algorithms/jobs/{j['pk']}/").json["status"]
+        self.assertEqual([status(j1), status(j2), status(j3)],
+                         ["Executing", "Succeeded", "Succeeded"])
+        hist = [j["history"] for j in self.c.state()["jobs"]]
+        self.assertEqual(hist[0], ["Validating inputs", "Queued", "Provisioned", "Executing"])
+        r = self.c.post("/__fakegc__/faults", {"jobs": [{"stall": "Succeeded"}]}, token=None)
+        self.assertEqual(r.status, 400)
