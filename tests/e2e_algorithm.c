@@ -47,9 +47,12 @@ static struct fakegc *fg;
 static char *dir, *conf, *log_path, *alg_dir, *multi_dir;
 static pid_t pid = -1;
 
-/* The configuration; alg_extra is added to the "alg" watch (e.g. "job_timeout = 10;"). */
+/*
+ * The configuration; alg_extra is added to the "alg" watch (e.g. "job_timeout
+ * = 10;"), more_watches after the two watches (each starting with ",").
+ */
 static void
-write_conf(const char *alg_extra)
+write_conf2(const char *alg_extra, const char *more_watches)
 {
 	char *tok = tu_strdupf("%s/token", dir);
 	char *text = tu_strdupf(
@@ -60,13 +63,20 @@ write_conf(const char *alg_extra)
 		" { name = \"alg\"; path = \"%s\"; algorithm = \"demo-algorithm\";\n"
 		"   settle_seconds = 1; results_dir = \"%s/results\"; %s },\n"
 		" { name = \"multi\"; path = \"%s\"; algorithm = \"multi-input-algorithm\";\n"
-		"   settle_seconds = 1; results_dir = \"%s/results-multi\"; }\n);\n",
+		"   settle_seconds = 1; results_dir = \"%s/results-multi\"; }\n%s);\n",
 		fakegc_api_url(fg), tok, fakegc_ca_file(fg), dir, alg_dir, dir, alg_extra,
-		multi_dir, dir);
+		multi_dir, dir, more_watches);
 
+	tu_write_file(tok, fakegc_token(fg), -1, 0600);
 	tu_write_file(conf, text, -1, 0644);
 	free(text);
 	free(tok);
+}
+
+static void
+write_conf(const char *alg_extra)
+{
+	write_conf2(alg_extra, "");
 }
 
 static void
@@ -84,11 +94,8 @@ setup(void)
 	tok = tu_strdupf("%s/state", dir);
 	ck_assert_int_eq(mkdir(tok, 0700), 0);
 	free(tok);
-	tok = tu_strdupf("%s/token", dir);
-	tu_write_file(tok, fakegc_token(fg), -1, 0600);
 	conf = tu_strdupf("%s/gcdrop.conf", dir);
 	log_path = tu_strdupf("%s/daemon.log", dir);
-	free(tok);
 	write_conf("");
 }
 
@@ -772,6 +779,131 @@ START_TEST(test_kill_during_download)
 }
 END_TEST
 
+/* ---- recovery without an upload session ---- */
+
+/*
+ * The emulator again, with the built-in fixtures plus "value-file-algorithm":
+ * case-metadata (Value) alone, or with results-json-file (File), in; a lung
+ * volume out. Jobs of it have no upload session, so a lost create is found
+ * again without one (jobs.h: the duplicate refusal, or the algorithm's jobs).
+ */
+static void
+restart_emulator_with_value_algorithm(void)
+{
+	struct fakegc_opts o = {.tls = true, .tick = 0.05, .min_part_size = 1};
+	char *def = tu_strdupf("%s/fakegc/default-fixtures.json", getenv("GCDROP_TEST_DATA"));
+	char *text = tu_read_file(def, NULL), *out, *path;
+	cJSON *fx = text != NULL ? cJSON_Parse(text) : NULL;
+	cJSON *alg = cJSON_Parse(
+		"{\"slug\": \"value-file-algorithm\", \"title\": \"Value File Algorithm\", "
+		"\"interfaces\": [{\"inputs\": [\"case-metadata\"], \"outputs\": [\"lung-volume\"]}, "
+		"{\"inputs\": [\"case-metadata\", \"results-json-file\"], "
+		"\"outputs\": [\"lung-volume\"]}], \"outputs\": {\"lung-volume\": 42.5}}");
+
+	ck_assert_msg(fx != NULL, "cannot read '%s'", def);
+	cJSON_AddItemToArray(cJSON_GetObjectItem(fx, "algorithms"), alg);
+	out = cJSON_Print(fx);
+	path = tu_strdupf("%s/fixtures.json", dir);
+	tu_write_file(path, out, -1, 0644);
+	fakegc_stop(fg);
+	o.fixtures = path;
+	ck_assert_int_eq(fakegc_start(&o, &fg), 0);
+	cJSON_Delete(fx);
+	cJSON_free(out);
+	free(text);
+	free(def);
+	free(path);
+}
+
+static const struct {
+	bool with_file;	/* else the value alone: the duplicate refusal is the hint */
+	bool kill;	/* SIGKILL while the POST is on the platform; else its answer is cut */
+	int posts;	/* POST algorithms/jobs/ requests in the end */
+} sessionless[] = {
+	{false, true, 2},
+	{false, false, 2},
+	{true, true, 1},
+	{true, false, 1},
+};
+
+START_TEST(test_lost_create_without_session)
+{
+	/*
+	 * Property: a job created without an upload session whose creation answer
+	 * is lost (the daemon killed while the platform handles the POST, or the
+	 * answer cut after the platform created the job) is found again, not
+	 * created twice: with only values the second POST is refused as a
+	 * duplicate and that refusal leads to the job; with a file input the
+	 * algorithm's jobs are searched first and no second POST is sent. Either
+	 * way: exactly one job, the case succeeded, its output written.
+	 */
+	char *vf_dir = tu_strdupf("%s/in-vf", dir);
+	char *results = tu_strdupf("%s/results-vf", dir);
+	char *stage = tu_strdupf("%s/stage-v1", dir), *f, *watches;
+	struct req_want w = {"POST", "/algorithms/jobs/", 1};
+	cJSON *st, *job, *in;
+	int n_in = 0;
+
+	restart_emulator_with_value_algorithm();
+	ck_assert_int_eq(mkdir(vf_dir, 0755), 0);
+	watches = tu_strdupf(",{ name = \"vf\"; path = \"%s\"; algorithm = "
+			     "\"value-file-algorithm\";\n   settle_seconds = 1; "
+			     "results_dir = \"%s\"; }\n", vf_dir, results);
+	write_conf2("", watches);
+	free(watches);
+	ck_assert_int_eq(fakegc_set_faults(
+		fg, sessionless[_i].kill ?
+		"{\"rules\": [{\"route\": \"POST /api/v1/algorithms/jobs/\", \"action\": "
+		"\"latency\", \"latency\": 1.5, \"count\": 1}], "
+		"\"limits\": {\"min_part_size\": 1}}" :
+		"{\"rules\": [{\"route\": \"POST /api/v1/algorithms/jobs/\", \"action\": "
+		"\"truncate\", \"count\": 1}], \"limits\": {\"min_part_size\": 1}}"), 0);
+	ck_assert_int_eq(mkdir(stage, 0755), 0);
+	f = tu_strdupf("%s/case-metadata.json", stage);
+	tu_write_file(f, "{\"site\": \"V\", \"n\": 7}", -1, 0644);
+	free(f);
+	if (sessionless[_i].with_file) {
+		f = tu_strdupf("%s/results-json-file.json", stage);
+		tu_write_file(f, "{\"previous\": [3, 4]}", -1, 0644);
+		free(f);
+	}
+	start_daemon();
+	f = tu_strdupf("%s/v1", vf_dir);
+	ck_assert_int_eq(rename(stage, f), 0);
+	free(f);
+	ck_assert(tu_wait_until(requests_seen, &w, WAIT_MS));
+	if (sessionless[_i].kill) {
+		stop_daemon(SIGKILL);
+		/* The platform finishes the request the dead client sent. */
+		ck_assert(tu_wait_until(job_exists, NULL, 10000));
+		{
+			/* The answer was never recorded: the queue knows no job. */
+			char *cs = case_state("v1");
+
+			ck_assert_msg(strstr("submitted running succeeded", cs) == NULL,
+				      "state %s", cs);
+			free(cs);
+		}
+		start_daemon();
+	}
+	wait_state("v1", "succeeded", WAIT_MS);
+	ck_assert_int_eq(n_jobs(), 1);
+	ck_assert_int_eq(requests_now("POST", "/algorithms/jobs/"), sessionless[_i].posts);
+	ck_assert_int_eq(requests_now("POST", "/upload-sessions/"), 0);
+	assert_outputs(results, "v1");
+	st = fakegc_state(fg);
+	job = cJSON_GetArrayItem(cJSON_GetObjectItem(st, "jobs"), 0);
+	cJSON_ArrayForEach(in, cJSON_GetObjectItem(job, "inputs"))
+		n_in++;
+	ck_assert_int_eq(n_in, sessionless[_i].with_file ? 2 : 1);
+	cJSON_Delete(st);
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+	free(vf_dir);
+	free(results);
+	free(stage);
+}
+END_TEST
+
 /* How often s occurs in the daemon's log (all runs: the log is appended to). */
 static int
 log_count(const char *s)
@@ -900,6 +1032,8 @@ e2e_suite(void)
 	tcase_add_test(tc, test_kill_during_polling);
 	tcase_add_test(tc, test_kill_during_download);
 	tcase_add_test(tc, test_timeout_across_restart);
+	tcase_add_loop_test(tc, test_lost_create_without_session, 0,
+			    (int)(sizeof(sessionless) / sizeof(sessionless[0])));
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
