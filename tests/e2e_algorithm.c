@@ -9,7 +9,10 @@
  * refused by the job limit waits without re-sending its uploads; and SIGKILL
  * at each step (after the uploads, right after the create request, during
  * polling, during the output download) still gives exactly one job and
- * complete outputs.
+ * complete outputs, also for a job without an upload session to find it by
+ * (values and files only); job.json carries the job's times in order; and a
+ * job stuck past job_timeout is reported once, counted from its submission
+ * across a restart, and left to the operator.
  *
  * Each test starts the emulator (tests/fakegc, HTTPS with a throw-away CA),
  * writes a configuration with two algorithm watches ("alg": demo-algorithm,
@@ -796,7 +799,8 @@ restart_emulator_with_value_algorithm(void)
 	cJSON *fx = text != NULL ? cJSON_Parse(text) : NULL;
 	cJSON *alg = cJSON_Parse(
 		"{\"slug\": \"value-file-algorithm\", \"title\": \"Value File Algorithm\", "
-		"\"interfaces\": [{\"inputs\": [\"case-metadata\"], \"outputs\": [\"lung-volume\"]}, "
+		"\"interfaces\": [{\"inputs\": [\"case-metadata\"], "
+		"\"outputs\": [\"lung-volume\"]}, "
 		"{\"inputs\": [\"case-metadata\", \"results-json-file\"], "
 		"\"outputs\": [\"lung-volume\"]}], \"outputs\": {\"lung-volume\": 42.5}}");
 
