@@ -553,6 +553,27 @@ START_TEST(test_times_recorded)
 }
 END_TEST
 
+START_TEST(test_intent_time)
+{
+	/*
+	 * Assumptions: a restart that finds only the intent of a create (the POST
+	 * may have happened, its answer was lost) takes the intent's time as the
+	 * submission, so a job found by reconciliation is timed from its POST.
+	 */
+	struct jobs_run run;
+	struct jobs_opts o = {.poll_base_ms = 10, .poll_cap_ms = 1000, .timeout_s = 50};
+	int64_t before = (int64_t)time(NULL), after;
+
+	ck_assert_int_eq(store_remote_intent(rstore, rcase, STORE_REMOTE_JOB, "", "c1"), 0);
+	after = (int64_t)time(NULL);
+	ck_assert_int_eq(jobs_run_init(&run, rstore, rcase, NULL, "c1", NULL, 0, &o), 0);
+	ck_assert(run.intent_only);
+	ck_assert_int_ge(run.submitted_s, before);
+	ck_assert_int_le(run.submitted_s, after);
+	jobs_run_done(&run);
+}
+END_TEST
+
 static Suite *
 jobs_suite(void)
 {
@@ -573,6 +594,7 @@ jobs_suite(void)
 	tcase_add_test(tc, test_timeout_not_yet);
 	tcase_add_test(tc, test_timeout_old_record);
 	tcase_add_test(tc, test_times_recorded);
+	tcase_add_test(tc, test_intent_time);
 	suite_add_tcase(s, tc);
 	return s;
 }
