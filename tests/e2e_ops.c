@@ -6,7 +6,8 @@
  * RELOADING=1 / READY=1 around SIGHUP, STOPPING=1, watchdog pings that stop
  * while a worker is stuck and resume when it moves), reloads watches without
  * losing a case, stops within TimeoutStopSec during an upload and resumes it
- * without uploading twice, obeys hold / release within a second, logs every
+ * without uploading twice, obeys hold / release within a second (hold --all
+ * also across a restart), shows the cases it settles in `gcdrop status`, logs every
  * state change once with its GCDROP_* fields and never a secret, and starts
  * no new work while the state directory is short of space.
  *

@@ -4,8 +4,10 @@
  * Property proved by the whole suite: every case dropped into a watch folder is
  * queued exactly once, never before its last write plus settle_seconds, whether
  * it is moved in, copied file by file, written slowly, dropped while the daemon
- * is down, killed or overloaded; bad cases end failed with the reason, and
- * nothing else is disturbed.
+ * is down, killed or overloaded, or when inotify cannot serve the folder (watch
+ * limit reached, network filesystem: faked through the GCDROP_TEST_* seam of
+ * watch.h, the folder is then scanned every scan_interval and that is said
+ * once); bad cases end failed with the reason, and nothing else is disturbed.
  *
  * Each test writes its own configuration in a temporary folder (api_url on the
  * discard port of 127.0.0.1: nothing is contacted yet; the token comes from
