@@ -1823,7 +1823,9 @@ daemon_due(struct daemon *d)
 	watchdog_tick(d, now);
 	if (d->wake_at <= now)
 		d->wake_at = SETTLE_NEVER;
-	settling_flush(d);
+	/* Only inside the batch: row by row, 10,000 settling cases would be 10,000 commits. */
+	if (batch)
+		settling_flush(d);
 	if (batch && store_commit(d->store) < 0) {
 		/*
 		 * What this turn recorded is lost, and those cases are forgotten in
