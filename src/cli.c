@@ -34,6 +34,7 @@
 #include "config.h"
 #include "log.h"
 #include "http.h"
+#include "progress.h"
 #include "store.h"
 
 /* Options every command understands. */
@@ -693,25 +694,84 @@ cli_status_one(const struct store_case *c, void *userdata)
 	return 0;
 }
 
-/* "2 uploading, 3 running, 1 failed": the summary line, from the counts. */
-static void
-cli_summary_line(const int64_t counts[_STORE_STATE_MAX], int64_t held, char *buf, size_t cap)
+/*
+ * Settling cases (the daemon's settling table, store_settling_foreach()): they
+ * have no id yet, so the table shows "-" and JSON null; the other columns are
+ * those of a case that has not started (no bytes, no attempts, no error), and
+ * "created" / "updated" are the time it started settling.
+ */
+static int
+cli_settling_one(const struct store_settling *row, void *userdata)
 {
-	size_t off = 0;
+	struct cli_list_ctx *ctx = userdata;
+	struct cli_out *o = &ctx->out;
+	char *fixed = NULL;
+	const char *name = row->name, *since;
+	size_t n;
 
-	buf[0] = '\0';
-	for (int s = 0; s < _STORE_STATE_MAX; s++) {
-		if (counts[s] == 0)
-			continue;
-		off += (size_t)snprintf(buf + off, cap - off, "%s%" PRId64 " %s", off ? ", " : "",
-					counts[s], store_state_name((enum store_state)s));
-		if (off >= cap)
-			return;
+	if (ctx->sel->n > 0 && !cli_selected(ctx->sel, -1, row->watch, row->name))
+		return 0;
+	ctx->shown++;
+	since = cli_iso_cached(&ctx->times, row->since);
+	if (!cli_plain(row->name, row->name_len)) {
+		fixed = cli_printable(row->name, !ctx->json);
+		name = fixed != NULL ? fixed : "?";
 	}
-	if (held > 0 && off < cap)
-		off += (size_t)snprintf(buf + off, cap - off, "%s%" PRId64 " held", off ? ", " : "", held);
-	if (off == 0)
-		snprintf(buf, cap, "queue empty");
+	if (ctx->json) {
+		cli_out_str(o, ctx->shown > 1 ? ",{\"id\":null,\"watch\":" : "{\"id\":null,\"watch\":");
+		cli_out_json_str(o, row->watch);
+		cli_out_str(o, ",\"name\":");
+		cli_out_json_str(o, name);
+		cli_out_str(o, ",\"state\":\"settling\",\"held\":false,\"attempts\":0,"
+			       "\"next_attempt\":null,\"bytes_done\":0,\"bytes_total\":0,"
+			       "\"error\":null,\"remote\":{\"upload_session\":null,"
+			       "\"archive_item\":null,\"display_set\":null,\"job\":null},"
+			       "\"results\":null,\"created\":\"");
+		cli_out_str(o, since);
+		cli_out_str(o, "\",\"updated\":\"");
+		cli_out_str(o, since);
+		cli_out_str(o, "\",\"fingerprint\":null}");
+	} else {
+		cli_out_field(o, "-", 1, 6, true);
+		cli_out_mem(o, "  ", 2);
+		n = strlen(row->watch);
+		cli_out_field(o, row->watch, n < 12 ? n : 12, 12, false);
+		cli_out_mem(o, " ", 1);
+		n = strlen(name);
+		cli_out_field(o, name, n < 24 ? n : 24, 24, false);
+		cli_out_mem(o, " ", 1);
+		cli_out_field(o, "settling", 8, 11, false);
+		cli_out_mem(o, "  ", 2);
+		cli_out_field(o, "-", 1, 10, true);
+		cli_out_mem(o, " / ", 3);
+		cli_out_field(o, "-", 1, 10, false);
+		cli_out_mem(o, " ", 1);
+		cli_out_field(o, "0", 1, 3, true);
+		cli_out_mem(o, "  since ", 8);
+		cli_out_str(o, since);
+		cli_out_mem(o, "\n", 1);
+	}
+	free(fixed);
+	return o->failed ? -ENOMEM : 0;
+}
+
+/* `gcdrop status NAME` for a settling case: the short story it has so far. */
+static int
+cli_settling_detail(const struct store_settling *row, void *userdata)
+{
+	struct cli_status_ctx *ctx = userdata;
+	char *name;
+	char t[32];
+
+	if (!cli_selected(ctx->sel, -1, row->watch, row->name))
+		return 0;
+	ctx->shown++;
+	name = cli_printable(row->name, true);
+	cli_iso_time(row->since, t, sizeof(t));
+	printf("case -: '%s' (watch '%s')\n", name != NULL ? name : "?", row->watch);
+	printf("  state:     settling since %s (not queued yet, so no id)\n", t);
+	free(name);
+	return 0;
 }
 
 int
@@ -726,10 +786,12 @@ cli_status(int argc, char **argv)
 	struct cli_selection sel;
 	struct cli_status_ctx ctx = { 0 };
 	struct cli_list_ctx list = { 0 };
-	int64_t counts[_STORE_STATE_MAX] = { 0 }, held = 0;
+	struct progress_summary sum = PROGRESS_SUMMARY_INIT;
+	const int64_t *counts = sum.counts;
+	int64_t total = 0;
 	int first, r = 0, rc = EX_OK;
-	bool detail;
-	char line[512];
+	bool detail, hold_all = false;
+	char line[PROGRESS_LINE_MAX];
 
 	first = cli_parse(argc, argv, &o, allowed, usage);
 	if (first < 0)
@@ -756,11 +818,34 @@ cli_status(int argc, char **argv)
 	list.json = o.json;
 	/* CASE operands without --json: the long form, case by case. */
 	detail = sel.n > 0 && !o.json;
-	/* One read transaction: the summary and the list come from one snapshot. */
+	/*
+	 * One read transaction: the summary and the list come from one snapshot.
+	 * The summary is the daemon's STATUS= line without the rate (progress.h):
+	 * a count per state, the settling cases from the daemon's table, and the
+	 * bytes left from one aggregate query, never a walk of the queue.
+	 */
 	if (st != NULL) {
 		r = store_begin(st);
 		if (r == 0)
-			r = store_count_states(st, counts, &held);
+			r = progress_collect(st, &sum);
+		if (r == 0)
+			r = store_settling_count(st, &sum.counts[STORE_SETTLING]);
+		if (r == 0)
+			r = store_hold_all_get(st, &hold_all);
+	}
+	for (int s = 0; s < _STORE_STATE_MAX; s++)
+		total += counts[s];
+	if (!o.json && !detail && r == 0) {
+		if (total == 0)
+			snprintf(line, sizeof(line), "queue empty");
+		else
+			progress_format(&sum, line, sizeof(line));
+		cli_out_str(&list.out, line);
+		cli_out_str(&list.out, hold_all ? "\nnew cases are held (gcdrop hold --all; "
+						  "gcdrop release --all ends it)\n"
+						: "\n");
+		if (total > 0)
+			cli_out_str(&list.out, "\n");
 	}
 	if (o.json) {
 		cli_out_str(&list.out, "{\"summary\":{");
@@ -780,6 +865,11 @@ cli_status(int argc, char **argv)
 		else
 			r = store_status_foreach(st, o.watch, o.json ? STORE_STATUS_FULL : 0,
 						 cli_list_one, &list);
+		/* Settling cases come after the queued ones: they are the newest. */
+		if (r == 0 && counts[STORE_SETTLING] > 0)
+			r = store_settling_foreach(st, o.watch,
+						   detail ? cli_settling_detail : cli_settling_one,
+						   detail ? (void *)&ctx : (void *)&list);
 	}
 	if (st != NULL) {
 		if (r < 0 && !list.out.failed) {
@@ -793,12 +883,6 @@ cli_status(int argc, char **argv)
 		/* Nothing more on stdout: an unreadable queue is not an empty one. */
 	} else if (o.json) {
 		cli_out_str(&list.out, "]}\n");
-	} else if (!detail) {
-		cli_summary_line(counts, held, line, sizeof(line));
-		if (list.shown > 0)
-			cli_out_str(&list.out, "\n");
-		cli_out_str(&list.out, line);
-		cli_out_str(&list.out, "\n");
 	}
 	if (!read_failed)
 		cli_out_flush(&list.out);
@@ -891,11 +975,22 @@ cli_case_request(int argc, char **argv, enum store_request_kind kind)
 	ctx.kind = kind;
 	ctx.only_failed = o.failed;
 	if (o.all && o.watch == NULL && kind != STORE_REQ_RETRY) {
-		/* hold --all / release --all: one request for everything, present and future. */
-		if (store_request_add(st, kind, 0, NULL, NULL) < 0)
+		/*
+		 * hold --all / release --all: the setting for future cases (kept in
+		 * the queue, so it outlives the daemon) and one request for the
+		 * cases queued now, in one transaction.
+		 */
+		if (store_begin(st) < 0) {
 			ctx.err = -EIO;
-		else
+		} else if (store_hold_all_set(st, kind == STORE_REQ_HOLD) < 0 ||
+			   store_request_add(st, kind, 0, NULL, NULL) < 0) {
+			(void)store_rollback(st);
+			ctx.err = -EIO;
+		} else if (store_commit(st) < 0) {
+			ctx.err = -EIO;
+		} else {
 			ctx.added = 1;
+		}
 	} else if (store_case_foreach(st, o.watch, cli_request_one, &ctx) < 0 && ctx.err == 0) {
 		ctx.err = -EIO;
 	}

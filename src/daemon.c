@@ -29,7 +29,14 @@
  * the queue with its files and fingerprint, in state queued; a case that cannot
  * settle or cannot be read goes in as failed with the reason, so the operator
  * sees it in `gcdrop status`. Either way its watches are released. Settling cases
- * live only in memory: after a restart the start-up rescan finds them again.
+ * live in memory: after a restart the start-up rescan finds them again. They
+ * are also listed in the queue's settling table, for `gcdrop status` only:
+ * cleared at start (before the rescan) and at a clean stop, written once per
+ * loop turn in the turn's transaction (settling_flush()).
+ *
+ * `gcdrop hold --all` is a setting in the queue (store_hold_all_get()), written
+ * by the CLI with its request: read at start and at every 1-second tick, it
+ * holds every case queued while it is set, across restarts.
  *
  * Rescans (start-up, inotify queue overflow, a watch folder re-appearing, and
  * every scan_interval for polled folders) reconcile the folder with the queue: a
@@ -171,6 +178,15 @@ struct dcase {
 	bool polled;			/* no inotify for this case */
 	bool marker_ok;			/* may use the ready marker (a directory, not enqueued) */
 	char *last_error;		/* the message of the last failed walk */
+	int64_t since;			/* unix seconds: when it started settling */
+	bool recorded;			/* its row is in the queue's settling table */
+	struct dcase *pprev, *pnext;	/* in d->pending while its row is not written */
+};
+
+/* A row of the settling table to delete at the next flush. */
+struct settling_gone {
+	char *watch;
+	char *name;
 };
 
 struct daemon {
@@ -193,7 +209,10 @@ struct daemon {
 	int64_t stop_ms;		/* when SIGTERM/SIGINT arrived */
 	bool reload;
 	bool rescan_all;
-	bool hold_all;			/* `gcdrop hold --all` until `release --all` */
+	bool hold_all;			/* `gcdrop hold --all` until `release --all` (in the queue) */
+	struct dcase *pending;		/* settling cases whose row is not written yet */
+	struct settling_gone *gone;	/* rows to delete, written with the next flush */
+	size_t n_gone, cap_gone;
 	bool said_limit;
 	bool status_dirty;		/* refresh the STATUS= line at the next tick */
 	int64_t next_tick;
@@ -332,10 +351,116 @@ dcase_free(struct dcase *dc)
 	return NULL;
 }
 
+/*
+ * The settling table (store_settling_*): `gcdrop status` shows the cases settling
+ * here from it. Its writes are not made where a case starts or stops settling
+ * (inotify events arrive outside any transaction, and 10,000 cases dropped at
+ * once would be 10,000 commits) but collected and written by settling_flush(),
+ * in the loop turn's one transaction: a case that starts and ends settling
+ * within one turn never gets a row, and the row of a case that is queued goes
+ * away in the transaction that queues it.
+ */
+static void
+pending_unlink(struct daemon *d, struct dcase *dc)
+{
+	if (dc->pprev != NULL)
+		dc->pprev->pnext = dc->pnext;
+	else if (d->pending == dc)
+		d->pending = dc->pnext;
+	if (dc->pnext != NULL)
+		dc->pnext->pprev = dc->pprev;
+	dc->pprev = dc->pnext = NULL;
+}
+
+static void
+pending_add(struct daemon *d, struct dcase *dc)
+{
+	dc->pprev = NULL;
+	dc->pnext = d->pending;
+	if (d->pending != NULL)
+		d->pending->pprev = dc;
+	d->pending = dc;
+}
+
+/* A settling case goes away: unwritten, forget its row; written, delete it at the flush. */
+static void
+settling_drop(struct daemon *d, struct dcase *dc)
+{
+	struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+	struct settling_gone *g;
+
+	if (!dc->recorded) {
+		pending_unlink(d, dc);
+		return;
+	}
+	if (dw == NULL || dw->cfg == NULL)
+		return;	/* the watch is gone: the flush cannot name it; cleared at the next start */
+	if (d->n_gone == d->cap_gone) {
+		size_t cap = d->cap_gone ? d->cap_gone * 2 : 64;
+
+		g = realloc(d->gone, cap * sizeof(*g));
+		if (g == NULL)
+			return;
+		d->gone = g;
+		d->cap_gone = cap;
+	}
+	g = &d->gone[d->n_gone];
+	g->watch = strdup(dw->cfg->name);
+	g->name = strdup(dc->name);
+	if (g->watch == NULL || g->name == NULL) {
+		free(g->watch);
+		free(g->name);
+		return;
+	}
+	d->n_gone++;
+}
+
+static void
+settling_gone_free(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_gone; i++) {
+		free(d->gone[i].watch);
+		free(d->gone[i].name);
+	}
+	d->n_gone = 0;
+}
+
+/*
+ * Write what changed in the settling table since the last flush: deletions
+ * first (a case forgotten and detected again under the same name keeps its new
+ * row). Call it inside the turn's transaction. A failed write costs only what
+ * `gcdrop status` shows, never a case.
+ */
+static void
+settling_flush(struct daemon *d)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < d->n_gone && r == 0; i++)
+		r = store_settling_remove(d->store, d->gone[i].watch, d->gone[i].name);
+	settling_gone_free(d);
+	while (d->pending != NULL && r == 0) {
+		struct dcase *dc = d->pending;
+		struct dwatch *dw = dwatch_by_id(d, dc->watch_id);
+
+		pending_unlink(d, dc);
+		if (dw == NULL || dw->cfg == NULL)
+			continue;
+		r = store_settling_add(d->store, dw->cfg->name, dc->name, dc->since);
+		dc->recorded = r == 0;
+	}
+	while (d->pending != NULL)
+		pending_unlink(d, d->pending);
+	if (r < 0)
+		log_debug("recording the settling cases for gcdrop status failed: %s",
+			  store_errmsg(d->store));
+}
+
 /* Stop settling a case: release its watches and forget it. */
 static void
 case_forget(struct daemon *d, struct dcase *dc)
 {
+	settling_drop(d, dc);
 	dc->wc = watch_case_remove(d->watch, dc->wc);
 	settle_remove(d->settle, dc->sc);
 	dcase_free(dc);
@@ -474,6 +599,8 @@ case_detect(struct daemon *d, struct dwatch *dw, const char *dir, const char *na
 		dcase_free(dc);
 		return false;
 	}
+	dc->since = (int64_t)time(NULL);
+	pending_add(d, dc);
 	{
 		struct log_ctx ctx = case_ctx(dw, name, "settling", LOG_MID_CASE_STATE);
 
@@ -1029,6 +1156,7 @@ request_hold(struct daemon *d, int64_t case_id, bool held)
 	struct id_list l = { 0 };
 
 	if (case_id == 0) {
+		/* The CLI recorded the setting; the daemon holds or releases what is queued. */
 		d->hold_all = held;
 		if (store_case_foreach(d->store, NULL, collect_cb, &l) < 0)
 			log_warning("%s all cases: listing them failed: %s",
@@ -1185,6 +1313,22 @@ request_enqueue(struct daemon *d, const struct store_request *rq)
 out:
 	free(p1);
 	free(p2);
+}
+
+/* Re-read `gcdrop hold --all` from the queue (the CLI writes it). */
+static void
+hold_all_refresh(struct daemon *d)
+{
+	bool held;
+
+	if (store_hold_all_get(d->store, &held) < 0) {
+		log_debug("reading the hold --all setting failed: %s", store_errmsg(d->store));
+		return;
+	}
+	if (held != d->hold_all)
+		log_msg(LOG_INFO, "%s", held ? "new cases are held (gcdrop hold --all)"
+					     : "new cases are no longer held");
+	d->hold_all = held;
 }
 
 static void
@@ -1669,6 +1813,7 @@ daemon_due(struct daemon *d)
 	if (now >= d->next_tick) {
 		d->next_tick = now + DAEMON_TICK_MS;
 		requests_consume(d);
+		hold_all_refresh(d);
 		diskguard_tick(d);
 		progress_sample(&d->prog, now,
 				d->pipeline != NULL ? pipeline_bytes_sent(d->pipeline) : 0);
@@ -1678,6 +1823,9 @@ daemon_due(struct daemon *d)
 	watchdog_tick(d, now);
 	if (d->wake_at <= now)
 		d->wake_at = SETTLE_NEVER;
+	/* Only inside the batch: row by row, 10,000 settling cases would be 10,000 commits. */
+	if (batch)
+		settling_flush(d);
 	if (batch && store_commit(d->store) < 0) {
 		/*
 		 * What this turn recorded is lost, and those cases are forgotten in
@@ -1774,6 +1922,8 @@ daemon_free(struct daemon *d)
 	if (d->settle != NULL)
 		settle_foreach(d->settle, SETTLE_ALL_WATCHES, forget_cb, d);
 	d->settle = settle_free(d->settle);
+	settling_gone_free(d);
+	free(d->gone);
 	d->watch = watch_free(d->watch);
 	for (size_t i = 0; i < d->n_watches; i++)
 		known_free(d->watches[i].known, d->watches[i].n_known);
@@ -1872,6 +2022,16 @@ daemon_main(int argc, char **argv)
 	}
 	if (store_release_all_leases(d.store) < 0)
 		log_warning("releasing old leases failed: %s, ignoring", store_errmsg(d.store));
+	/* Settling cases of a previous life: the start-up rescan finds them again. */
+	if (store_settling_clear(d.store) < 0)
+		log_warning("clearing the settling cases failed: %s, ignoring",
+			    store_errmsg(d.store));
+	if (store_hold_all_get(d.store, &d.hold_all) < 0)
+		log_warning("reading the hold --all setting failed: %s, ignoring",
+			    store_errmsg(d.store));
+	else if (d.hold_all)
+		log_msg(LOG_NOTICE, "new cases are held (gcdrop hold --all; gcdrop release --all "
+				    "ends it)");
 	daemon_sync_watches(&d);
 
 	r = watch_new(&d.watch);
@@ -1918,6 +2078,12 @@ daemon_main(int argc, char **argv)
 
 		if (!dw->missing && rescan_watch(&d, dw, false) < 0)
 			dwatch_lost(&d, dw);
+	}
+	if (store_begin(d.store) == 0) {
+		settling_flush(&d);
+		if (store_commit(d.store) < 0)
+			log_debug("recording the settling cases failed: %s",
+				  store_errmsg(d.store));
 	}
 	/* The disk guard decides before the pipeline takes its first case. */
 	d.guard = diskguard_new(NULL);
@@ -1973,6 +2139,9 @@ daemon_main(int argc, char **argv)
 		log_msg(LOG_INFO, "workers stopped %" PRId64 " ms after the signal",
 			daemon_now_ms() - d.stop_ms);
 	}
+	/* Nothing settles any more: status stops showing them (the next start finds them). */
+	if (store_settling_clear(d.store) < 0)
+		log_debug("clearing the settling cases failed: %s", store_errmsg(d.store));
 out:
 	daemon_free(&d);
 	return rc;

@@ -177,41 +177,23 @@ progress_format(const struct progress_summary *s, char *buf, size_t size)
 
 /* ---- from the queue ---- */
 
-struct collect {
-	int64_t left;
-	bool unknown;
-};
-
-static int
-collect_case(const struct store_case *c, void *userdata)
-{
-	struct collect *col = userdata;
-
-	if (c->state != STORE_UPLOADING)
-		return 0;
-	/* No total recorded yet: the sum would be too small, so say nothing. */
-	if (c->bytes_total <= 0)
-		col->unknown = true;
-	else if (c->bytes_total > c->bytes_done)
-		col->left += c->bytes_total - (c->bytes_done > 0 ? c->bytes_done : 0);
-	return 0;
-}
-
 int
 progress_collect(struct store *store, struct progress_summary *ret_summary)
 {
 	struct progress_summary s = PROGRESS_SUMMARY_INIT;
-	struct collect col = { 0, false };
+	int64_t left = 0, unknown = 0;
 	int r;
 
 	r = store_count_states(store, s.counts, &s.held);
 	if (r < 0)
 		return r;
 	if (s.counts[STORE_UPLOADING] > 0) {
-		r = store_case_foreach(store, NULL, collect_case, &col);
+		/* One aggregate over the uploading rows, not a walk of the queue. */
+		r = store_bytes_left(store, STORE_UPLOADING, &left, &unknown);
 		if (r < 0)
 			return r;
-		s.bytes_left = col.unknown ? -1 : col.left;
+		/* A case without a total yet would make the sum too small: say nothing. */
+		s.bytes_left = unknown > 0 ? -1 : left;
 	}
 	*ret_summary = s;
 	return 0;

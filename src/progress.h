@@ -111,7 +111,10 @@ int progress_format(const struct progress_summary *s, char *buf, size_t size);
 /*
  * Fill *ret_summary from the queue: the counts per state and the held count
  * (store_count_states()), and the bytes left, summed over the uploading cases as
- * bytes_total - bytes_done (store_case_set_progress()). The rate is left
+ * bytes_total - bytes_done (store_bytes_left(): one aggregate query over the
+ * uploading rows, never a walk of the queue). The settling count is the
+ * caller's (the daemon knows its own; the CLI reads store_settling_count()).
+ * The rate is left
  * unknown (-1): only the daemon has one. Returns 0, or the store's negative
  * errno (*ret_summary untouched).
  */

@@ -216,6 +216,23 @@ static const char *const migrations[] = {
 	 */
 	"CREATE INDEX remotes_status ON remotes (case_id, kind, key, url)\n"
 	"	WHERE url IS NOT NULL;\n",
+
+	/*
+	 * 3 -> 4: operator settings that outlive the daemon (`gcdrop hold
+	 * --all`), and the cases the daemon is settling, so that `gcdrop status`
+	 * (another process) can show them. Both are small: settings has a row
+	 * per setting, settling a row per case between detection and queueing.
+	 */
+	"CREATE TABLE settings (\n"
+	"	name TEXT PRIMARY KEY NOT NULL,\n"
+	"	value TEXT NOT NULL\n"
+	") WITHOUT ROWID;\n"
+	"CREATE TABLE settling (\n"
+	"	watch TEXT NOT NULL,\n"
+	"	name TEXT NOT NULL,\n"
+	"	since INTEGER NOT NULL,\n"
+	"	PRIMARY KEY (watch, name)\n"
+	") WITHOUT ROWID;\n",
 };
 /* clang-format on */
 
@@ -298,6 +315,16 @@ enum stmt_id {
 	ST_REQUEST_NEXT,
 	ST_REQUEST_DONE,
 	ST_WATCH_SYNC,
+	ST_SETTING_GET,
+	ST_SETTING_SET,
+	ST_SETTING_DEL,
+	ST_SETTLING_ADD,
+	ST_SETTLING_DEL,
+	ST_SETTLING_CLEAR,
+	ST_SETTLING_ALL,
+	ST_SETTLING_WATCH,
+	ST_SETTLING_COUNT,
+	ST_BYTES_LEFT,
 	_ST_MAX,
 };
 
@@ -426,6 +453,23 @@ static const char *const stmt_sql[_ST_MAX] = {
 		"INSERT INTO watches (name, path, dest, slug, updated) VALUES (?1, ?2, ?3, ?4, ?5) "
 		"ON CONFLICT (name) DO UPDATE SET path = excluded.path, dest = excluded.dest, "
 		"slug = excluded.slug, updated = excluded.updated",
+	[ST_SETTING_GET] = "SELECT value FROM settings WHERE name = ?1",
+	[ST_SETTING_SET] = "INSERT INTO settings (name, value) VALUES (?1, ?2) "
+			   "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+	[ST_SETTING_DEL] = "DELETE FROM settings WHERE name = ?1",
+	[ST_SETTLING_ADD] = "INSERT INTO settling (watch, name, since) VALUES (?1, ?2, ?3) "
+			    "ON CONFLICT (watch, name) DO UPDATE SET since = excluded.since",
+	[ST_SETTLING_DEL] = "DELETE FROM settling WHERE watch = ?1 AND name = ?2",
+	[ST_SETTLING_CLEAR] = "DELETE FROM settling",
+	[ST_SETTLING_ALL] = "SELECT watch, name, since FROM settling ORDER BY since, watch, name",
+	[ST_SETTLING_WATCH] = "SELECT watch, name, since FROM settling WHERE watch = ?1 "
+			      "ORDER BY since, watch, name",
+	[ST_SETTLING_COUNT] = "SELECT count(*) FROM settling",
+	/* Through the cases_state index: only the uploading rows are read. */
+	[ST_BYTES_LEFT] =
+		"SELECT coalesce(sum(CASE WHEN bytes_total > bytes_done "
+		"THEN bytes_total - max(bytes_done, 0) ELSE 0 END), 0), "
+		"coalesce(sum(bytes_total <= 0), 0) FROM cases WHERE state = ?1",
 };
 /* clang-format on */
 
@@ -2915,6 +2959,213 @@ store_watch_sync(struct store *store, const char *name, const char *path, const 
 	r = stmt_run(store, st);
 	stmt_put(store, ST_WATCH_SYNC, st);
 	return r;
+}
+
+/* ---- settings ---- */
+
+int
+store_setting_get(struct store *store, const char *name, char **ret_value)
+{
+	sqlite3_stmt *st;
+	char *v = NULL;
+	int r;
+
+	if (store == NULL || name == NULL || ret_value == NULL)
+		return -EINVAL;
+	r = stmt_get(store, ST_SETTING_GET, &st);
+	if (r < 0)
+		return r;
+	bind_text(store, st, 1, name);
+	r = stmt_step(store, st);
+	if (r == 1)
+		r = col_dup(st, 0, &v);
+	else if (r == 0)
+		r = -ENOENT;
+	stmt_put(store, ST_SETTING_GET, st);
+	if (r < 0)
+		return r;
+	*ret_value = v;
+	return 0;
+}
+
+int
+store_setting_set(struct store *store, const char *name, const char *value)
+{
+	enum stmt_id id = value != NULL ? ST_SETTING_SET : ST_SETTING_DEL;
+	sqlite3_stmt *st;
+	int r;
+
+	if (store == NULL || name == NULL)
+		return -EINVAL;
+	r = stmt_get(store, id, &st);
+	if (r < 0)
+		return r;
+	bind_text(store, st, 1, name);
+	if (value != NULL)
+		bind_text(store, st, 2, value);
+	r = stmt_run(store, st);
+	stmt_put(store, id, st);
+	return r;
+}
+
+int
+store_hold_all_get(struct store *store, bool *ret_held)
+{
+	char *v = NULL;
+	int r = store_setting_get(store, STORE_SETTING_HOLD_ALL, &v);
+
+	if (r == -ENOENT) {
+		*ret_held = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	*ret_held = strcmp(v, "1") == 0;
+	free(v);
+	return 0;
+}
+
+int
+store_hold_all_set(struct store *store, bool held)
+{
+	return store_setting_set(store, STORE_SETTING_HOLD_ALL, held ? "1" : NULL);
+}
+
+/* ---- settling cases ---- */
+
+int
+store_settling_add(struct store *store, const char *watch, const char *name, int64_t since)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (store == NULL || watch == NULL || name == NULL)
+		return -EINVAL;
+	r = stmt_get(store, ST_SETTLING_ADD, &st);
+	if (r < 0)
+		return r;
+	bind_text(store, st, 1, watch);
+	bind_text(store, st, 2, name);
+	bind_i64(store, st, 3, since);
+	r = stmt_run(store, st);
+	stmt_put(store, ST_SETTLING_ADD, st);
+	return r;
+}
+
+int
+store_settling_remove(struct store *store, const char *watch, const char *name)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	if (store == NULL || watch == NULL || name == NULL)
+		return -EINVAL;
+	r = stmt_get(store, ST_SETTLING_DEL, &st);
+	if (r < 0)
+		return r;
+	bind_text(store, st, 1, watch);
+	bind_text(store, st, 2, name);
+	r = stmt_run(store, st);
+	stmt_put(store, ST_SETTLING_DEL, st);
+	return r;
+}
+
+int
+store_settling_clear(struct store *store)
+{
+	if (store == NULL)
+		return -EINVAL;
+	return stmt_exec(store, ST_SETTLING_CLEAR);
+}
+
+int
+store_settling_count(struct store *store, int64_t *ret_n)
+{
+	sqlite3_stmt *st;
+	int64_t n = 0;
+	int r;
+
+	if (store == NULL || ret_n == NULL)
+		return -EINVAL;
+	r = stmt_get(store, ST_SETTLING_COUNT, &st);
+	if (r < 0)
+		return r;
+	r = stmt_step(store, st);
+	if (r == 1) {
+		n = sqlite3_column_int64(st, 0);
+		r = 0;
+	}
+	stmt_put(store, ST_SETTLING_COUNT, st);
+	if (r < 0)
+		return r;
+	*ret_n = n;
+	return 0;
+}
+
+int
+store_settling_foreach(struct store *store, const char *watch, store_settling_cb cb,
+		       void *userdata)
+{
+	enum stmt_id id = watch != NULL ? ST_SETTLING_WATCH : ST_SETTLING_ALL;
+	sqlite3_stmt *st;
+	int r, cr = 0;
+
+	if (store == NULL || cb == NULL)
+		return -EINVAL;
+	r = stmt_get(store, id, &st);
+	if (r < 0)
+		return r;
+	if (watch != NULL)
+		bind_text(store, st, 1, watch);
+	while ((r = stmt_step(store, st)) == 1) {
+		struct store_settling row = {
+			.watch = col_text(st, 0),
+			.name = col_text(st, 1),
+			.name_len = (size_t)sqlite3_column_bytes(st, 1),
+			.since = sqlite3_column_int64(st, 2),
+		};
+
+		if (row.watch == NULL || row.name == NULL) {
+			r = -ENOMEM;
+			break;
+		}
+		cr = cb(&row, userdata);
+		if (cr < 0)
+			break;
+	}
+	stmt_put(store, id, st);
+	if (cr < 0)
+		return cr;
+	return r;
+}
+
+int
+store_bytes_left(struct store *store, enum store_state state, int64_t *ret_left,
+		 int64_t *ret_unknown)
+{
+	sqlite3_stmt *st;
+	int64_t left = 0, unknown = 0;
+	int r;
+
+	if (store == NULL || store_state_name(state) == NULL || ret_left == NULL)
+		return -EINVAL;
+	r = stmt_get(store, ST_BYTES_LEFT, &st);
+	if (r < 0)
+		return r;
+	bind_text(store, st, 1, store_state_name(state));
+	r = stmt_step(store, st);
+	if (r == 1) {
+		left = sqlite3_column_int64(st, 0);
+		unknown = sqlite3_column_int64(st, 1);
+		r = 0;
+	}
+	stmt_put(store, ST_BYTES_LEFT, st);
+	if (r < 0)
+		return r;
+	*ret_left = left;
+	if (ret_unknown != NULL)
+		*ret_unknown = unknown;
+	return 0;
 }
 
 /* The first lines SQLite reports go into the message, joined with "; ". */

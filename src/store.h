@@ -372,6 +372,63 @@ int store_request_done(struct store *store, int64_t id) GC_WUR;
 int store_watch_sync(struct store *store, const char *name, const char *path, const char *dest,
 		     const char *slug) GC_WUR;
 
+/* ---- settings (operator choices that outlive the daemon) ---- */
+
+/* `gcdrop hold --all`: cases queued while it is "1" are held. */
+#define STORE_SETTING_HOLD_ALL "hold_all"
+
+/*
+ * The value of setting 'name' as a malloc'd string in *ret_value; -ENOENT when
+ * it is not set.
+ */
+int store_setting_get(struct store *store, const char *name, char **ret_value) GC_WUR;
+/* Set setting 'name' to 'value'; a NULL value removes it. */
+int store_setting_set(struct store *store, const char *name, const char *value) GC_WUR;
+/* STORE_SETTING_HOLD_ALL as a bool (false when unset). */
+int store_hold_all_get(struct store *store, bool *ret_held) GC_WUR;
+int store_hold_all_set(struct store *store, bool held) GC_WUR;
+
+/* ---- settling cases (written by the daemon, read by `gcdrop status`) ---- */
+
+/*
+ * The daemon records every case it is settling, (watch, name) with the unix
+ * time it started settling, so that `gcdrop status` (another process) can show
+ * it. Settling cases have no id: they get one when they are queued, and then
+ * the daemon removes their row in the same transaction. The daemon clears the
+ * table when it starts (before its start-up rescan finds them again) and when
+ * it stops. Adding a row that exists updates 'since'; removing a missing row is
+ * not an error.
+ */
+int store_settling_add(struct store *store, const char *watch, const char *name, int64_t since) GC_WUR;
+int store_settling_remove(struct store *store, const char *watch, const char *name) GC_WUR;
+int store_settling_clear(struct store *store) GC_WUR;
+int store_settling_count(struct store *store, int64_t *ret_n) GC_WUR;
+
+/* One settling case; the strings are borrowed (valid during the callback). */
+struct store_settling {
+	const char *watch;
+	const char *name;	/* any bytes but NUL */
+	size_t name_len;
+	int64_t since;		/* unix seconds */
+};
+
+typedef int (*store_settling_cb)(const struct store_settling *row, void *userdata);
+
+/*
+ * The settling cases of 'watch' (NULL: all), oldest first. cb may not write;
+ * its negative return stops the walk and is returned.
+ */
+int store_settling_foreach(struct store *store, const char *watch, store_settling_cb cb,
+			   void *userdata) GC_WUR;
+
+/*
+ * Bytes left of the cases in 'state': the sum of bytes_total - bytes_done over
+ * them (one aggregate query over that state's rows only), and in *ret_unknown
+ * (may be NULL) how many of them have no total recorded yet.
+ */
+int store_bytes_left(struct store *store, enum store_state state, int64_t *ret_left,
+		     int64_t *ret_unknown) GC_WUR;
+
 /* PRAGMA integrity_check; 0 when "ok", -EIO with the message otherwise. */
 int store_integrity_check(struct store *store, char **reterr_msg) GC_WUR;
 

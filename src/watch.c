@@ -29,6 +29,13 @@
  * Callbacks run in the middle of decoding and may add or remove cases and
  * roots: decoding re-looks up the node of every record and touches nothing of
  * a record after its callback.
+ *
+ * Test seam: every inotify_add_watch() goes through add_watch() and every
+ * statfs() through watch_fs_kind(), where the two environment variables of
+ * watch.h (GCDROP_TEST_WATCH_LIMIT, GCDROP_TEST_NETFS) can fake an exhausted
+ * watch budget and a network filesystem. They are read from the environment
+ * (not set through a function) so that the end-to-end tests reach the real
+ * daemon with them, as GCDROP_PART_SIZE does for the pipeline.
  */
 
 #include <dirent.h>
@@ -91,6 +98,7 @@ struct watch_case {
 
 struct watch {
 	int fd;
+	long test_limit;		/* GCDROP_TEST_WATCH_LIMIT, or -1 */
 	struct wnode **buckets;
 	size_t n_buckets;
 	size_t n_nodes;
@@ -217,6 +225,51 @@ node_new(struct watch *w, int wd, const char *path)
 	return n;
 }
 
+/* ---- the test seam ---- */
+
+/* GCDROP_TEST_WATCH_LIMIT as a number >= 0, or -1 when unset or malformed. */
+static long
+test_limit_from_env(void)
+{
+	const char *v = getenv(WATCH_TEST_LIMIT_ENV);
+	char *end;
+	long n;
+
+	if (v == NULL || v[0] == '\0')
+		return -1;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 0)
+		return -1;
+	return n;
+}
+
+/* Whether GCDROP_TEST_NETFS names 'path' or a folder above it. */
+static bool
+test_netfs(const char *path)
+{
+	const char *v = getenv(WATCH_TEST_NETFS_ENV);
+	size_t n;
+
+	if (v == NULL || v[0] == '\0')
+		return false;
+	n = strlen(v);
+	while (n > 1 && v[n - 1] == '/')
+		n--;
+	return strncmp(path, v, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* inotify_add_watch(), or ENOSPC past the test limit (as past max_user_watches). */
+static int
+add_watch(struct watch *w, const char *path, uint32_t mask)
+{
+	if (w->test_limit >= 0 && w->n_nodes >= (size_t)w->test_limit) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return inotify_add_watch(w->fd, path, mask);
+}
+
 /* ---- the instance ---- */
 
 int
@@ -228,6 +281,7 @@ watch_new(struct watch **ret)
 	if (w == NULL)
 		return -ENOMEM;
 	w->fd = -1;
+	w->test_limit = test_limit_from_env();
 	w->n_buckets = 256;
 	w->buckets = calloc(w->n_buckets, sizeof(*w->buckets));
 	w->buf = malloc(WATCH_READ_BUF);
@@ -292,6 +346,8 @@ watch_fs_kind(const char *path, enum watch_fs *ret)
 	if (statfs(path, &sfs) < 0)
 		return -errno;
 	type = (unsigned long)(unsigned int)sfs.f_type;
+	if (test_netfs(path))
+		type = WATCH_NFS_MAGIC;
 	if (type == WATCH_NFS_MAGIC || type == WATCH_SMB_MAGIC || type == WATCH_CIFS_MAGIC ||
 	    type == WATCH_SMB2_MAGIC)
 		*ret = WATCH_FS_NETWORK;
@@ -338,7 +394,7 @@ watch_root_add(struct watch *w, unsigned id, const char *path, const char *marke
 		}
 		w->n_roots++;
 	}
-	wd = inotify_add_watch(w->fd, path, WATCH_ROOT_MASK);
+	wd = add_watch(w, path, WATCH_ROOT_MASK);
 	if (wd < 0) {
 		r = -errno;
 		goto fail;
@@ -482,7 +538,7 @@ add_dir(struct watch *w, struct watch_case *c, const char *path, bool top, unsig
 	struct wnode *n;
 	int wd, r;
 
-	wd = inotify_add_watch(w->fd, path, WATCH_CASE_MASK);
+	wd = add_watch(w, path, WATCH_CASE_MASK);
 	if (wd < 0) {
 		r = -errno;
 		if (r == -ENOSPC)

@@ -29,6 +29,16 @@
  *
  * This module never logs above debug and never decides anything about a case:
  * the daemon does, from the events.
+ *
+ * Test seam (tests only; never set in production). Two environment variables,
+ * read by this module, fake what a test machine cannot provide, so that the
+ * fallbacks to periodic scanning run in the unit tests and in the real daemon:
+ * - GCDROP_TEST_WATCH_LIMIT=N: a watcher (read at watch_new()) holds at most N
+ *   watches; adding one more fails with ENOSPC, exactly as inotify_add_watch
+ *   does when fs.inotify.max_user_watches is exhausted (0: not even the
+ *   roots). Re-adding a directory that is already watched is refused too.
+ * - GCDROP_TEST_NETFS=PATH: watch_fs_kind() reports WATCH_FS_NETWORK for PATH
+ *   and every path below it (after statfs succeeded), as for an NFS mount.
  */
 #ifndef GCDROP_WATCH_H
 #define GCDROP_WATCH_H
@@ -72,6 +82,9 @@ struct watch_event {
 
 typedef void (*watch_cb)(const struct watch_event *ev, void *userdata);
 
+#define WATCH_TEST_LIMIT_ENV "GCDROP_TEST_WATCH_LIMIT"
+#define WATCH_TEST_NETFS_ENV "GCDROP_TEST_NETFS"
+
 /* Filesystem kinds of watch_fs_kind(). */
 enum watch_fs {
 	WATCH_FS_LOCAL,
@@ -96,8 +109,9 @@ int watch_fd(const struct watch *w);
 
 /*
  * Whether 'path' is on a network filesystem (statfs f_type NFS 0x6969, SMB
- * 0x517B, CIFS 0xFF534D42, SMB2 0xFE534D42). Returns 0 and stores the kind, or a
- * negative errno from statfs (-ENOENT when the path does not exist).
+ * 0x517B, CIFS 0xFF534D42, SMB2 0xFE534D42; or below GCDROP_TEST_NETFS). Returns
+ * 0 and stores the kind, or a negative errno from statfs (-ENOENT when the path
+ * does not exist).
  */
 int watch_fs_kind(const char *path, enum watch_fs *ret) GC_WUR;
 

@@ -3,7 +3,9 @@
  *
  * Properties: usage errors exit 64 with a usage line; a bad configuration
  * exits 78 and names file, line and key; `status` on a fresh state directory
- * shows an empty queue, as a table and as the JSON of spec section 5.
+ * shows an empty queue, as a table and as the JSON of spec section 5; with
+ * cases, its first line is the STATUS= summary (without rate), settling cases
+ * are listed last without an id, and hold --all is said and kept in the queue.
  */
 
 #include <stdint.h>
@@ -17,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "fakegc-client.h"
+#include "store.h"
 #include "testutil.h"
 
 /* argv entries are char *; the strings here are constant and never written. */
@@ -184,6 +187,91 @@ START_TEST(test_status_empty)
 }
 END_TEST
 
+/*
+ * Property: the table starts with the daemon's STATUS= line (no rate: counts of
+ * the work states, bytes left of the uploads, held), then the cases, then the
+ * settling ones ("-" for the id); JSON has them with id null and the summary
+ * counts them; a settling case can be named; hold --all is recorded in the
+ * queue (and said by status), release --all ends it.
+ */
+START_TEST(test_status_summary_settling)
+{
+	char *state = tu_strdupf("%s/state", dir), *out, *err, *nl;
+	struct store *st = NULL;
+	struct store_case_new nc = { .watch = "in", .name = "up", .path = "/x", .fingerprint = "f1",
+				     .state = STORE_UPLOADING };
+	int64_t id = 0;
+	bool held = false;
+	cJSON *j, *c, *last = NULL;
+
+	ck_assert_int_eq(store_open(state, 0, &st, NULL), 0);
+	ck_assert_int_eq(store_case_insert(st, &nc, &id), 0);
+	ck_assert_int_eq(store_case_set_progress(st, id, 1024, 3 * 1024 * 1024 + 1024), 0);
+	nc.name = "done";
+	nc.fingerprint = "f2";
+	nc.state = STORE_SUCCEEDED;
+	ck_assert_int_eq(store_case_insert(st, &nc, &id), 0);
+	ck_assert_int_eq(store_settling_add(st, "in", "fresh", 1700000000), 0);
+	store_close(st);
+
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, NULL), 0);
+	nl = strchr(out, '\n');
+	ck_assert_ptr_nonnull(nl);
+	*nl = '\0';
+	ck_assert_str_eq(out, "1 settling, 1 uploading (3 MiB left)");
+	ck_assert_ptr_nonnull(strstr(nl + 1, "done"));
+	ck_assert_ptr_nonnull(strstr(nl + 1, "     -  in           fresh                    settling"));
+	ck_assert_ptr_nonnull(strstr(nl + 1, "since 2023-11-14T22:13:20Z"));
+	ck_assert_ptr_null(strstr(nl + 1, "new cases are held"));
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, "--json"), 0);
+	j = cJSON_Parse(out);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "summary"),
+								   "settling")), 1);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "cases")), 3);
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases"))
+		last = c;
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(last, "name")), "fresh");
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(last, "state")), "settling");
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(last, "id")));
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(last, "fingerprint")));
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(last, "created")),
+			 "2023-11-14T22:13:20Z");
+	cJSON_Delete(j);
+	free(out);
+	free(err);
+
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, "fresh"), 0);
+	ck_assert_ptr_nonnull(strstr(out, "settling since 2023-11-14T22:13:20Z"));
+	free(out);
+	free(err);
+
+	/* hold --all: the setting is in the queue, with a request for the daemon. */
+	ck_assert_int_eq(run(&out, &err, "hold", "-c", conf, "--all"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(store_open(state, STORE_OPEN_READONLY, &st, NULL), 0);
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(held);
+	store_close(st);
+	ck_assert_int_eq(run(&out, &err, "status", "-c", conf, NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "\nnew cases are held (gcdrop hold --all"));
+	free(out);
+	free(err);
+	ck_assert_int_eq(run(&out, &err, "release", "-c", conf, "--all"), 0);
+	free(out);
+	free(err);
+	ck_assert_int_eq(store_open(state, STORE_OPEN_READONLY, &st, NULL), 0);
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(!held);
+	store_close(st);
+	free(state);
+}
+END_TEST
+
 START_TEST(test_example_config_checks)
 {
 	char *example = tu_strdupf("%s/etc/gcdrop.conf.example", tu_env("top_srcdir", ".."));
@@ -307,6 +395,7 @@ cli_suite(void)
 	tcase_add_test(tc, test_help_version);
 	tcase_add_test(tc, test_bad_config);
 	tcase_add_test(tc, test_status_empty);
+	tcase_add_test(tc, test_status_summary_settling);
 	tcase_add_test(tc, test_example_config_checks);
 	suite_add_tcase(s, tc);
 

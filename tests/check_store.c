@@ -159,7 +159,7 @@ START_TEST(test_open_new)
 
 	/* A new state directory: the file is created, in WAL mode, at our version. */
 	st = open_rw();
-	ck_assert_int_eq(store_schema_version(), 3);
+	ck_assert_int_eq(store_schema_version(), 4);
 	ck_assert_int_eq(store_file_version(st), store_schema_version());
 	ck_assert_int_eq(stat(path, &stb), 0);
 	st = store_close(st);
@@ -1583,6 +1583,224 @@ START_TEST(test_migrate_from_v1)
 }
 END_TEST
 
+/*
+ * Property: a version-3 queue with data in it (cases, a pending request) is
+ * migrated to version 4 in one step: its data stays, the settings and settling
+ * tables start empty, and the schema is that of a new file.
+ */
+START_TEST(test_migrate_from_v3)
+{
+	const char *data = tu_env("GCDROP_TEST_DATA", "tests/data");
+	char *sql_path = tu_strdupf("%s/store/schema-v3.sql", data);
+	char *sql = tu_read_file(sql_path, NULL);
+	char *path = db_path(), *fresh_dir = tu_mkdtemp("store-fresh");
+	char *fresh_path = tu_strdupf("%s/%s", fresh_dir, STORE_DB_NAME);
+	char *v, *s_migrated, *s_fresh;
+	struct store *st;
+	struct store_case c;
+	struct store_request q;
+	int64_t n = -1;
+	bool held = true;
+
+	ck_assert_msg(sql != NULL, "cannot read '%s'", sql_path);
+	raw_exec(path, sql);
+	raw_exec(path,
+	         "PRAGMA user_version = 3;"
+	         "INSERT INTO cases (id, watch, name, fingerprint, state, held, created, updated) "
+	         "VALUES (3, 'w', 'kept', 'fp', 'queued', 1, 1, 1);"
+	         "INSERT INTO requests (kind, case_id, created) VALUES ('release', 3, 1);");
+	st = open_rw();
+	ck_assert_int_eq(store_file_version(st), 4);
+	ck_assert_int_eq(store_case_get(st, 3, &c), 0);
+	ck_assert_str_eq(c.name, "kept");
+	ck_assert(c.held);
+	store_case_clear(&c);
+	ck_assert_int_eq(store_request_next(st, &q), 0);
+	ck_assert_int_eq(q.kind, STORE_REQ_RELEASE);
+	ck_assert_int_eq(q.case_id, 3);
+	store_request_clear(&q);
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(!held);
+	ck_assert_int_eq(store_settling_count(st, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(store_hold_all_set(st, true), 0);
+	store_close(st);
+	v = raw_text(path, "PRAGMA user_version");
+	ck_assert_str_eq(v, "4");
+	free(v);
+	v = raw_text(path, "SELECT value FROM settings WHERE name = 'hold_all'");
+	ck_assert_str_eq(v, "1");
+	free(v);
+
+	ck_assert_int_eq(store_open(fresh_dir, 0, &st, NULL), 0);
+	store_close(st);
+	s_migrated = schema_dump(path);
+	s_fresh = schema_dump(fresh_path);
+	ck_assert_msg(strcmp(s_migrated, s_fresh) == 0, "migrated schema differs from a new one");
+	free(s_migrated);
+	free(s_fresh);
+	free(sql);
+	free(sql_path);
+	free(path);
+	tu_rmtree(fresh_dir);
+	free(fresh_dir);
+	free(fresh_path);
+}
+END_TEST
+
+/*
+ * Property: settings survive close and reopen, are read by other handles (the
+ * CLI writes, the daemon reads), and a NULL value removes one.
+ */
+START_TEST(test_settings)
+{
+	struct store *st = open_rw(), *other;
+	char *v = NULL, *msg = NULL;
+	bool held = true;
+
+	ck_assert_int_eq(store_setting_get(st, "nothing", &v), -ENOENT);
+	ck_assert_ptr_null(v);
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(!held);
+	ck_assert_int_eq(store_setting_set(st, "k", "first"), 0);
+	ck_assert_int_eq(store_setting_set(st, "k", "second"), 0);
+	ck_assert_int_eq(store_setting_get(st, "k", &v), 0);
+	ck_assert_str_eq(v, "second");
+	free(v);
+	ck_assert_int_eq(store_hold_all_set(st, true), 0);
+	ck_assert_int_eq(store_setting_set(st, NULL, "x"), -EINVAL);
+	/* Another handle (read-only, as `gcdrop status`) sees them. */
+	ck_assert_int_eq(store_open(g_dir, STORE_OPEN_READONLY, &other, &msg), 0);
+	ck_assert_int_eq(store_hold_all_get(other, &held), 0);
+	ck_assert(held);
+	ck_assert_int_eq(store_hold_all_set(other, false), -EROFS);
+	store_close(other);
+	store_close(st);
+	st = open_rw();
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(held);
+	ck_assert_int_eq(store_hold_all_set(st, false), 0);
+	ck_assert_int_eq(store_hold_all_get(st, &held), 0);
+	ck_assert(!held);
+	ck_assert_int_eq(store_setting_set(st, "k", NULL), 0);
+	ck_assert_int_eq(store_setting_get(st, "k", &v), -ENOENT);
+	ck_assert_int_eq(store_setting_set(st, "k", NULL), 0);
+	store_close(st);
+}
+END_TEST
+
+struct settling_seen {
+	int n;
+	char names[8][32];
+	int64_t since[8];
+};
+
+static int
+settling_cb(const struct store_settling *row, void *ud)
+{
+	struct settling_seen *s = ud;
+
+	ck_assert_uint_eq(row->name_len, strlen(row->name));
+	if (s->n < 8) {
+		snprintf(s->names[s->n], sizeof(s->names[0]), "%s/%s", row->watch, row->name);
+		s->since[s->n] = row->since;
+	}
+	s->n++;
+	return s->n >= 100 ? -ECANCELED : 0;
+}
+
+/*
+ * Property: the settling table lists (watch, name, since) oldest first, per
+ * watch or all; adding twice updates since; removing a missing row is fine;
+ * clear empties it; another handle reads it; odd names come back byte for
+ * byte; 10,000 rows in one transaction are quick.
+ */
+START_TEST(test_settling)
+{
+	struct store *st = open_rw(), *ro;
+	struct settling_seen seen = { 0 };
+	int64_t n = -1;
+	long long t0;
+
+	ck_assert_int_eq(store_settling_add(st, "a", "late", 300), 0);
+	ck_assert_int_eq(store_settling_add(st, "a", "early", 100), 0);
+	ck_assert_int_eq(store_settling_add(st, "b", "new\nline", 200), 0);
+	ck_assert_int_eq(store_settling_add(st, "a", "late", 400), 0);
+	ck_assert_int_eq(store_settling_add(st, NULL, "x", 1), -EINVAL);
+	ck_assert_int_eq(store_settling_count(st, &n), 0);
+	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(store_settling_foreach(st, NULL, settling_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 3);
+	ck_assert_str_eq(seen.names[0], "a/early");
+	ck_assert_str_eq(seen.names[1], "b/new\nline");
+	ck_assert_str_eq(seen.names[2], "a/late");
+	ck_assert_int_eq(seen.since[2], 400);
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_settling_foreach(st, "b", settling_cb, &seen), 0);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert_int_eq(store_settling_remove(st, "a", "early"), 0);
+	ck_assert_int_eq(store_settling_remove(st, "a", "early"), 0);
+	ck_assert_int_eq(store_open(g_dir, STORE_OPEN_READONLY, &ro, NULL), 0);
+	ck_assert_int_eq(store_settling_count(ro, &n), 0);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(store_settling_clear(st), 0);
+	ck_assert_int_eq(store_settling_count(ro, &n), 0);
+	ck_assert_int_eq(n, 0);
+	/* 10,000 cases dropped at once: one transaction, well under a second. */
+	t0 = tu_now_ms();
+	ck_assert_int_eq(store_begin(st), 0);
+	for (int i = 0; i < 10000; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "c%05d", i);
+		ck_assert_int_eq(store_settling_add(st, "a", name, 1000 + i), 0);
+	}
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_int_eq(store_begin(st), 0);
+	for (int i = 0; i < 10000; i += 2) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "c%05d", i);
+		ck_assert_int_eq(store_settling_remove(st, "a", name), 0);
+	}
+	ck_assert_int_eq(store_commit(st), 0);
+	ck_assert_msg(tu_now_ms() - t0 < 5000, "10,000 settling rows took %lld ms",
+		      tu_now_ms() - t0);
+	ck_assert_int_eq(store_settling_count(ro, &n), 0);
+	ck_assert_int_eq(n, 5000);
+	memset(&seen, 0, sizeof(seen));
+	ck_assert_int_eq(store_settling_foreach(ro, NULL, settling_cb, &seen), -ECANCELED);
+	ck_assert_int_eq(seen.n, 100);
+	ck_assert_str_eq(seen.names[0], "a/c00001");
+	store_close(ro);
+	store_close(st);
+}
+END_TEST
+
+/* Property: bytes left of a state is one sum over that state's cases; totals not known are counted. */
+START_TEST(test_bytes_left)
+{
+	struct store *st = open_rw();
+	int64_t a = add_case(st, "w", "a", "1", STORE_UPLOADING);
+	int64_t b = add_case(st, "w", "b", "2", STORE_UPLOADING);
+	int64_t left = -1, unknown = -1;
+
+	add_case(st, "w", "q", "3", STORE_QUEUED);
+	ck_assert_int_eq(store_bytes_left(st, STORE_UPLOADING, &left, &unknown), 0);
+	ck_assert_int_eq(left, 0);
+	ck_assert_int_eq(unknown, 2);
+	ck_assert_int_eq(store_case_set_progress(st, a, 100, 1000), 0);
+	ck_assert_int_eq(store_case_set_progress(st, b, 2048, 2048), 0);
+	ck_assert_int_eq(store_bytes_left(st, STORE_UPLOADING, &left, &unknown), 0);
+	ck_assert_int_eq(left, 900);
+	ck_assert_int_eq(unknown, 0);
+	ck_assert_int_eq(store_bytes_left(st, STORE_RUNNING, &left, NULL), 0);
+	ck_assert_int_eq(left, 0);
+	ck_assert_int_eq(store_bytes_left(st, (enum store_state)99, &left, NULL), -EINVAL);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_readonly_handle)
 {
 	struct store *rw, *ro = NULL;
@@ -1845,6 +2063,9 @@ store_suite(void)
 	tcase_add_test(tc, test_count_foreach);
 	tcase_add_test(tc, test_status_foreach);
 	tcase_add_test(tc, test_events_forget);
+	tcase_add_test(tc, test_settings);
+	tcase_add_test(tc, test_settling);
+	tcase_add_test(tc, test_bytes_left);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("transitions");
@@ -1871,6 +2092,7 @@ store_suite(void)
 	tcase_add_test(tc, test_sigkill);
 	tcase_add_test(tc, test_migrate_empty_file);
 	tcase_add_test(tc, test_migrate_from_v1);
+	tcase_add_test(tc, test_migrate_from_v3);
 	tcase_add_test(tc, test_readonly_handle);
 	tcase_add_test(tc, test_readonly_as_nobody);
 	suite_add_tcase(s, tc);

@@ -6,7 +6,11 @@
  *           a case moved in, ignored names, a subdirectory tree created faster
  *           than its watches, releasing a case's watches.
  * limits:   a real IN_Q_OVERFLOW (more events than max_queued_events) becomes one
- *           rescan request; a deep tree is watched at every level.
+ *           rescan request; a deep tree is watched at every level; the watch
+ *           budget exhausted (GCDROP_TEST_WATCH_LIMIT, the seam of watch.h) gives
+ *           -ENOSPC for a root, -ENOSPC with a handle for a case, and one LIMIT
+ *           event for a case that outgrows it; a network folder
+ *           (GCDROP_TEST_NETFS) is reported as such.
  * errors:   truncated buffers, unknown watch descriptors, a missing folder.
  * recovery: a watch folder deleted (or moved away) and re-created.
  */
@@ -511,6 +515,117 @@ START_TEST(test_real_deep_tree)
 }
 END_TEST
 
+/* A new watcher made under GCDROP_TEST_WATCH_LIMIT=limit (replaces the fixture's). */
+static void
+limited_watcher(const char *limit)
+{
+	w = watch_free(w);
+	ck_assert_int_eq(setenv(WATCH_TEST_LIMIT_ENV, limit, 1), 0);
+	ck_assert_int_eq(watch_new(&w), 0);
+	ck_assert_int_eq(unsetenv(WATCH_TEST_LIMIT_ENV), 0);
+}
+
+/*
+ * Assumptions: with no watch budget left (max_user_watches exhausted) a root
+ * is refused with -ENOSPC and left unregistered, so the daemon can poll it and
+ * retry; a budget that is not a number is no budget at all.
+ */
+START_TEST(test_limit_root)
+{
+	limited_watcher("0");
+	ck_assert_int_eq(watch_root_add(w, 0, root, NULL), -ENOSPC);
+	ck_assert(!watch_root_watched(w, 0));
+	ck_assert_uint_eq(watch_n_watches(w), 0);
+	limited_watcher("1");
+	ck_assert_int_eq(watch_root_add(w, 0, root, NULL), 0);
+	ck_assert_int_eq(watch_root_add(w, 1, tmp, NULL), -ENOSPC);
+	ck_assert_uint_eq(watch_n_watches(w), 1);
+	limited_watcher("many");
+	ck_assert_int_eq(watch_root_add(w, 0, root, NULL), 0);
+	ck_assert_int_eq(watch_root_add(w, 1, tmp, NULL), 0);
+}
+END_TEST
+
+/*
+ * Assumptions: a case that does not fit the budget is still registered (the
+ * handle comes back with -ENOSPC and the watches that fit), so the daemon polls
+ * it; a case that outgrows the budget later reports its activity, then one
+ * LIMIT event, once; releasing it frees its watches for the next case.
+ */
+START_TEST(test_limit_case)
+{
+	struct watch_case *c = NULL, *d = NULL;
+	int ud = 7;
+
+	mkdirf("%s/big", root);
+	mkdirf("%s/big/s1", root);
+	mkdirf("%s/big/s2", root);
+	mkdirf("%s/small", root);
+	limited_watcher("3");
+	ck_assert_int_eq(watch_root_add(w, 0, root, NULL), 0);
+	/* Root + big + one of its subdirectories: the third directory does not fit. */
+	ck_assert_int_eq(watch_case_add(w, 0, root, "big", &ud, &c), -ENOSPC);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(watch_case_n_watches(c), 2);
+	ck_assert_int_eq(watch_case_add(w, 0, root, "small", NULL, &d), -ENOSPC);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(watch_case_n_watches(d), 0);
+	d = watch_case_remove(w, d);
+	c = watch_case_remove(w, c);
+	ck_assert_uint_eq(watch_n_watches(w), 1);
+	/* 'small' fits now; a directory created in it later does not. */
+	ck_assert_int_eq(watch_case_add(w, 0, root, "small", &ud, &d), 0);
+	ck_assert_int_eq(watch_case_add(w, 0, root, "big", NULL, &c), -ENOSPC);
+	ck_assert_uint_eq(watch_case_n_watches(c), 1);
+	drain();
+	events_reset(&evs);
+	mkdirf("%s/small/new1", root);
+	mkdirf("%s/small/new2", root);
+	drain();
+	ck_assert_uint_ge(count(&evs, WATCH_EV_ACTIVITY, "small"), 2);
+	ck_assert_uint_eq(count(&evs, WATCH_EV_LIMIT, "small"), 1);
+	for (size_t i = 0; i < evs.n; i++)
+		if (evs.ev[i].kind == WATCH_EV_LIMIT)
+			ck_assert_ptr_eq(evs.ev[i].ud, &ud);
+	watch_case_remove(w, c);
+	watch_case_remove(w, d);
+}
+END_TEST
+
+/*
+ * Assumptions: GCDROP_TEST_NETFS makes its folder and everything below it a
+ * network filesystem for watch_fs_kind() (as an NFS mount); a sibling whose
+ * name merely starts the same stays local; a missing path is still -ENOENT.
+ */
+START_TEST(test_fs_kind_network)
+{
+	char *sib = tu_strdupf("%s2", root), *sub = tu_strdupf("%s/case", root);
+	char *env = tu_strdupf("%s/", root), *missing = tu_strdupf("%s/nope", root);
+	enum watch_fs fs = WATCH_FS_LOCAL;
+
+	ck_assert_int_eq(mkdir(sib, 0755), 0);
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	ck_assert_int_eq(setenv(WATCH_TEST_NETFS_ENV, env, 1), 0);
+	ck_assert_int_eq(watch_fs_kind(root, &fs), 0);
+	ck_assert_int_eq(fs, WATCH_FS_NETWORK);
+	fs = WATCH_FS_LOCAL;
+	ck_assert_int_eq(watch_fs_kind(sub, &fs), 0);
+	ck_assert_int_eq(fs, WATCH_FS_NETWORK);
+	ck_assert_int_eq(watch_fs_kind(sib, &fs), 0);
+	ck_assert_int_eq(fs, WATCH_FS_LOCAL);
+	ck_assert_int_eq(watch_fs_kind(tmp, &fs), 0);
+	ck_assert_int_eq(fs, WATCH_FS_LOCAL);
+	ck_assert_int_eq(watch_fs_kind(missing, &fs), -ENOENT);
+	ck_assert_int_eq(unsetenv(WATCH_TEST_NETFS_ENV), 0);
+	ck_assert_int_eq(watch_fs_kind(root, &fs), 0);
+	ck_assert_int_eq(fs, WATCH_FS_LOCAL);
+	free(sib);
+	free(sub);
+	free(env);
+	free(missing);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 /* Assumptions: a buffer that ends inside a record delivers the records before it. */
@@ -618,6 +733,9 @@ watch_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_real_overflow);
 	tcase_add_test(tc, test_real_deep_tree);
+	tcase_add_test(tc, test_limit_root);
+	tcase_add_test(tc, test_limit_case);
+	tcase_add_test(tc, test_fs_kind_network);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 

@@ -6,7 +6,8 @@
  * RELOADING=1 / READY=1 around SIGHUP, STOPPING=1, watchdog pings that stop
  * while a worker is stuck and resume when it moves), reloads watches without
  * losing a case, stops within TimeoutStopSec during an upload and resumes it
- * without uploading twice, obeys hold / release within a second, logs every
+ * without uploading twice, obeys hold / release within a second (hold --all
+ * also across a restart), shows the cases it settles in `gcdrop status`, logs every
  * state change once with its GCDROP_* fields and never a secret, and starts
  * no new work while the state directory is short of space.
  *
@@ -55,6 +56,7 @@ static char *tls_dir;
 static struct fakegc *fg;
 static char *dir, *conf, *log_path, *tok_path;
 static pid_t pid = -1;
+static int settle_seconds = 1;	/* of every watch write_conf() writes */
 
 /* ---- the notification socket ---- */
 
@@ -288,6 +290,7 @@ setup(void)
 	dir = tu_mkdtemp("e2e_ops");
 	conf = tu_strdupf("%s/gcdrop.conf", dir);
 	log_path = tu_strdupf("%s/daemon.log", dir);
+	settle_seconds = 1;
 	notify_open();
 }
 
@@ -332,8 +335,8 @@ write_conf(const char *const *watches, int workers, const char *min_free, const 
 	for (const char *const *w = watches; *w != NULL; w++) {
 		char *path = watch_dir(*w);
 		char *n = tu_strdupf("%s%s { name = \"%s\"; path = \"%s\"; archive = "
-				     "\"demo-archive\"; settle_seconds = 1; }",
-				     ws, ws[0] != '\0' ? ",\n" : "", *w, path);
+				     "\"demo-archive\"; settle_seconds = %d; }",
+				     ws, ws[0] != '\0' ? ",\n" : "", *w, path, settle_seconds);
 
 		free(ws);
 		free(path);
@@ -1050,6 +1053,147 @@ START_TEST(test_hold_release)
 }
 END_TEST
 
+/* Whether case 'name' is in `gcdrop status --json` and held. */
+static bool
+case_held(const char *name)
+{
+	cJSON *root = status(), *c = find_case(root, name);
+	bool held = c != NULL && cJSON_IsTrue(cJSON_GetObjectItem(c, "held"));
+
+	cJSON_Delete(root);
+	return held;
+}
+
+START_TEST(test_hold_all_persists)
+{
+	/*
+	 * Property: `gcdrop hold --all` outlives the daemon: after a restart a
+	 * case dropped is queued held and nothing of it reaches the platform;
+	 * status says new cases are held; `gcdrop release --all` lets it go on to
+	 * succeeded and ends the setting (a case dropped after that is not held).
+	 */
+	static const char *const watches[] = { "a", NULL };
+	static const char *const n1[] = { "p1", NULL };
+	static const char *const n2[] = { "p2", NULL };
+	char *argv[] = { bin(), "status", "-c", conf, NULL };
+	char *out = NULL;
+
+	start_emulator(0.05, NULL);
+	write_conf(watches, 2, "1M", NULL);
+	start_daemon();
+	notify_wait(0, "READY=1", 15000);
+	ck_assert_int_eq(run_cli("hold", "--all"), 0);
+	wait_log("holding every case", 10000);
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+	start_daemon();
+	wait_log("new cases are held (gcdrop hold --all", 15000);
+	drop_case("a", "p1", 3000, NULL);
+	wait_state(n1, "queued", WAIT_MS);
+	ck_assert(case_held("p1"));
+	/* The property is that nothing happens for a while. */
+	usleep(2500 * 1000);
+	{
+		char *st = case_state("p1");
+
+		ck_assert_str_eq(st, "queued");
+		free(st);
+	}
+	ck_assert_int_eq(requests("POST /api/v1/uploads/"), 0);
+	ck_assert_int_eq(tu_run(argv, NULL, 10000, &out, NULL), 0);
+	ck_assert_msg(strncmp(out, "1 queued, 1 held\n", 17) == 0 &&
+		      strstr(out, "\nnew cases are held") != NULL, "status: %s", out);
+	free(out);
+	ck_assert_int_eq(run_cli("release", "--all"), 0);
+	wait_state(n1, "succeeded", WAIT_MS);
+	ck_assert(!case_held("p1"));
+	drop_case("a", "p2", 3000, NULL);
+	wait_state(n2, "succeeded", WAIT_MS);
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+}
+END_TEST
+
+struct settling_want {
+	const char *name;
+	bool settling;		/* true: listed as settling, without id; false: with an id */
+};
+
+/* Exactly one entry named w->name, settling (id null) or not (a number). */
+static bool
+settling_is(void *ud)
+{
+	const struct settling_want *w = ud;
+	cJSON *root = status(), *c, *hit = NULL;
+	int n = 0;
+	bool ok;
+
+	cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+		const char *nm = cJSON_GetStringValue(cJSON_GetObjectItem(c, "name"));
+
+		if (nm != NULL && strcmp(nm, w->name) == 0) {
+			hit = c;
+			n++;
+		}
+	}
+	ck_assert_int_le(n, 1);
+	ok = hit != NULL;
+	if (ok && w->settling) {
+		const char *st = cJSON_GetStringValue(cJSON_GetObjectItem(hit, "state"));
+
+		ok = st != NULL && strcmp(st, "settling") == 0 &&
+		     cJSON_IsNull(cJSON_GetObjectItem(hit, "id")) &&
+		     cJSON_GetNumberValue(cJSON_GetObjectItem(cJSON_GetObjectItem(root, "summary"),
+							      "settling")) >= 1;
+	} else if (ok) {
+		ok = cJSON_IsNumber(cJSON_GetObjectItem(hit, "id"));
+	}
+	cJSON_Delete(root);
+	return ok;
+}
+
+START_TEST(test_settling_visible)
+{
+	/*
+	 * Property: a case settling in the daemon (settle_seconds 4) is shown by
+	 * `gcdrop status` (another process) as settling, without an id, in the
+	 * JSON and in the table with the summary line on top; once it settles it
+	 * is shown once, queued (or further) with its id, and never both. A case
+	 * still settling when the daemon stops is no longer shown.
+	 */
+	static const char *const watches[] = { "a", NULL };
+	struct settling_want sw = { "slow", true }, qw = { "slow", false };
+	struct settling_want lw = { "left", true };
+	char *argv[] = { bin(), "status", "-c", conf, NULL };
+	char *out = NULL;
+	cJSON *root;
+
+	settle_seconds = 4;
+	start_emulator(0.05, NULL);
+	write_conf(watches, 2, "1M", NULL);
+	start_daemon();
+	notify_wait(0, "READY=1", 15000);
+	drop_case("a", "slow", 3000, NULL);
+	ck_assert_msg(tu_wait_until(settling_is, &sw, 3500), "not shown as settling");
+	ck_assert_int_eq(tu_run(argv, NULL, 10000, &out, NULL), 0);
+	ck_assert_msg(strncmp(out, "1 settling\n\n", 12) == 0, "status: %s", out);
+	ck_assert_msg(strstr(out, "slow") != NULL && strstr(out, " settling ") != NULL,
+		      "status: %s", out);
+	free(out);
+	ck_assert_msg(tu_wait_until(settling_is, &qw, WAIT_MS), "not queued");
+	/* Settling again, then the daemon stops: status no longer shows it. */
+	settle_seconds = 60;
+	write_conf(watches, 2, "1M", NULL);
+	ck_assert_int_eq(kill(pid, SIGHUP), 0);
+	wait_log("configuration reloaded", 15000);
+	drop_case("a", "left", 3000, NULL);
+	ck_assert_msg(tu_wait_until(settling_is, &lw, WAIT_MS), "'left' not settling");
+	ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+	root = status();
+	ck_assert_ptr_null(find_case(root, "left"));
+	ck_assert_ptr_nonnull(find_case(root, "slow"));
+	cJSON_Delete(root);
+}
+END_TEST
+
 /* The value of field 'name' ("GCDROP_CASE") on a log line; malloc'd, NULL when absent. */
 static char *
 field(const char *line, const char *name)
@@ -1242,6 +1386,8 @@ e2e_suite(void)
 	tcase_add_test(tc, test_notify_protocol);
 	tcase_add_test(tc, test_journal_lines);
 	tcase_add_test(tc, test_hold_release);
+	tcase_add_test(tc, test_hold_all_persists);
+	tcase_add_test(tc, test_settling_visible);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 

@@ -4,8 +4,10 @@
  * Property proved by the whole suite: every case dropped into a watch folder is
  * queued exactly once, never before its last write plus settle_seconds, whether
  * it is moved in, copied file by file, written slowly, dropped while the daemon
- * is down, killed or overloaded; bad cases end failed with the reason, and
- * nothing else is disturbed.
+ * is down, killed or overloaded, or when inotify cannot serve the folder (watch
+ * limit reached, network filesystem: faked through the GCDROP_TEST_* seam of
+ * watch.h, the folder is then scanned every scan_interval and that is said
+ * once); bad cases end failed with the reason, and nothing else is disturbed.
  *
  * Each test writes its own configuration in a temporary folder (api_url on the
  * discard port of 127.0.0.1: nothing is contacted yet; the token comes from
@@ -43,6 +45,9 @@ struct env {
 };
 
 static struct env E;
+
+/* Extra "NAME=value" entries for the daemon's environment (the watch.h test seam). */
+static char *daemon_env[3];
 
 /* A mutable copy of $GCDROP_BIN, for argv arrays. */
 static char *
@@ -95,6 +100,7 @@ setup(void)
 	E.conf = tu_strdupf("%s/gcdrop.conf", E.dir);
 	E.log = tu_strdupf("%s/daemon.log", E.dir);
 	E.pid = -1;
+	memset(daemon_env, 0, sizeof(daemon_env));
 	ck_assert_int_eq(mkdir(E.drop, 0755), 0);
 	ck_assert_int_eq(mkdir(E.mdrop, 0755), 0);
 	ck_assert_int_eq(mkdir(E.state, 0755), 0);
@@ -166,6 +172,8 @@ start_daemon_as(bool nobody)
 		if (nobody && (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0))
 			_exit(126);
 		putenv(token_env());
+		for (size_t i = 0; i < GC_ARRAY_SIZE(daemon_env) && daemon_env[i] != NULL; i++)
+			putenv(daemon_env[i]);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -215,7 +223,11 @@ status(void)
 	return root;
 }
 
-/* Cases with this name (NULL: any) and state (NULL: any) in a status document. */
+/*
+ * Cases with this name (NULL: any) and state (NULL: any state of the queue) in a
+ * status document. Cases still settling (listed without an id) count only when
+ * 'state' is "settling": "in the queue" means queued or further.
+ */
 static int
 count_in(const cJSON *root, const char *watch, const char *name, const char *state)
 {
@@ -230,7 +242,8 @@ count_in(const cJSON *root, const char *watch, const char *name, const char *sta
 
 		if ((watch == NULL || (w != NULL && strcmp(w, watch) == 0)) &&
 		    (name == NULL || (nm != NULL && strcmp(nm, name) == 0)) &&
-		    (state == NULL || (st != NULL && strcmp(st, state) == 0)))
+		    (state == NULL ? st == NULL || strcmp(st, "settling") != 0
+				   : st != NULL && strcmp(st, state) == 0))
 			n++;
 	}
 	return n;
@@ -715,6 +728,120 @@ START_TEST(test_10000_cases_overflow)
 }
 END_TEST
 
+/*
+ * Drop cases 'prefix'0..n-1 (one file each) and wait until all are queued; then,
+ * over a few more scan intervals, each must stay queued exactly once, and no
+ * rescan may have met one as a new case again.
+ */
+static void
+drop_and_check_once(const char *dir, const char *prefix, int n)
+{
+	char name[32];
+	cJSON *root;
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		drop_case(dir, name, 1, 10 + i);
+	}
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		wait_cases(name, "queued", 1, WAIT_MS);
+	}
+	usleep(3500000);	/* three more scans: the property is that nothing happens */
+	root = status();
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%d", prefix, i);
+		ck_assert_msg(count_in(root, "a", name, NULL) == 1, "case %s not queued once",
+			      name);
+	}
+	cJSON_Delete(root);
+	ck_assert_uint_eq(log_count("is already in the queue"), 0);
+}
+
+/*
+ * Property: with the inotify watch budget exhausted before the first watch
+ * (fs.inotify.max_user_watches, faked by GCDROP_TEST_WATCH_LIMIT=0) every
+ * watch folder is scanned every scan_interval instead, which is logged once per
+ * watch with the sysctl to raise; cases dropped are found by those scans and
+ * queued exactly once, however many scans follow.
+ */
+START_TEST(test_watch_limit_root)
+{
+	daemon_env[0] = "GCDROP_TEST_WATCH_LIMIT=0";
+	start_daemon();
+	drop_and_check_once(E.drop, "lim", 3);
+	ck_assert(log_has("case 'lim0' detected by a rescan, settling"));
+	ck_assert_uint_eq(log_count("watch 'a': the inotify watch limit is reached; scanning"),
+			  1);
+	ck_assert_uint_eq(log_count("watch 'm': the inotify watch limit is reached; scanning"),
+			  1);
+	ck_assert(log_has("'sysctl fs.inotify.max_user_watches=N'"));
+	/* A restart says it once again, no more. */
+	stop_daemon(SIGTERM);
+	start_daemon();
+	drop_and_check_once(E.drop, "again", 1);
+	ck_assert_uint_eq(log_count("watch 'a': the inotify watch limit is reached; scanning"),
+			  2);
+	stop_daemon(SIGTERM);
+}
+END_TEST
+
+/*
+ * Property: with a budget that covers the two watch folders but no case
+ * (GCDROP_TEST_WATCH_LIMIT=2), cases are still detected by the folder's
+ * watch and settle by periodic walks instead of inotify: the limit is logged
+ * once for the daemon (with the sysctl), and every case is queued exactly once,
+ * with all its files.
+ */
+START_TEST(test_watch_limit_cases)
+{
+	cJSON *root;
+
+	daemon_env[0] = "GCDROP_TEST_WATCH_LIMIT=2";
+	start_daemon();
+	drop_and_check_once(E.drop, "deep", 3);
+	ck_assert_uint_eq(log_count("cases that cannot be watched are scanned every "
+				    "scan_interval instead"), 1);
+	ck_assert(log_has("'sysctl fs.inotify.max_user_watches=N'"));
+	root = status();
+	ck_assert_int_eq(cJSON_GetNumberValue(cJSON_GetObjectItem(find_case(root, "deep2"),
+								   "bytes_total")), 12);
+	cJSON_Delete(root);
+	stop_daemon(SIGTERM);
+}
+END_TEST
+
+/*
+ * Property: a watch folder on a network filesystem (statfs f_type NFS, faked by
+ * GCDROP_TEST_NETFS) is scanned every scan_interval instead of watched, which is
+ * logged once; its cases are found by those scans and queued exactly once; the
+ * other (local) watch keeps inotify.
+ */
+START_TEST(test_network_folder)
+{
+	char *env = tu_strdupf("GCDROP_TEST_NETFS=%s", E.drop);
+
+	daemon_env[0] = env;
+	start_daemon();
+	drop_and_check_once(E.drop, "nfs", 3);
+	ck_assert(log_has("case 'nfs0' detected by a rescan, settling"));
+	ck_assert_uint_eq(log_count("is on a network filesystem, where inotify misses other "
+				    "hosts' writes; scanning it every 1 s instead"), 1);
+	/* The local watch is not affected: a case there is found by inotify. */
+	drop_case(E.mdrop, "local", 1, 5);
+	{
+		char *m = pathf(E.mdrop, "local/READY");
+
+		tu_write_file(m, "", 0, 0644);
+		free(m);
+	}
+	wait_cases("local", "queued", 1, WAIT_MS);
+	ck_assert(log_has("case 'local' detected, settling"));
+	stop_daemon(SIGTERM);
+	free(env);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 static int
@@ -1057,6 +1184,9 @@ e2e_suite(void)
 	tcase_add_test(tc, test_big_deep_case);
 	tcase_add_test(tc, test_empty_folders);
 	tcase_add_test(tc, test_10000_cases_overflow);
+	tcase_add_test(tc, test_watch_limit_root);
+	tcase_add_test(tc, test_watch_limit_cases);
+	tcase_add_test(tc, test_network_folder);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("errors");

@@ -254,7 +254,8 @@ ru_count(const cJSON *root, const char *watch, const char *name, const char *sta
 	{
 		if ((watch == NULL || eq(ru_case_str(c, "watch"), watch)) &&
 		    (name == NULL || eq(ru_case_str(c, "name"), name)) &&
-		    (state == NULL || eq(ru_case_str(c, "state"), state)))
+		    (state == NULL ? !eq(ru_case_str(c, "state"), "settling")
+				   : eq(ru_case_str(c, "state"), state)))
 			n++;
 	}
 	return n;

@@ -80,7 +80,11 @@ bool ru_exited(struct ru_env *e, int *ret_status);
 
 /* `gcdrop status --json` parsed; aborts the test when it fails. */
 cJSON *ru_status(const struct ru_env *e);
-/* Number of cases named 'name' (NULL: any) of watch 'watch' (NULL: any) in 'state' (NULL: any). */
+/*
+ * Number of cases named 'name' (NULL: any) of watch 'watch' (NULL: any) in 'state'
+ * (NULL: any state of the queue; cases still settling, listed without an id,
+ * count only when 'state' is "settling").
+ */
 int ru_count(const cJSON *status, const char *watch, const char *name, const char *state);
 /* The first case named 'name' of 'watch' (NULL: any), or NULL. */
 const cJSON *ru_case(const cJSON *status, const char *watch, const char *name);
