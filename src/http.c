@@ -317,7 +317,9 @@ http_redact_url(const char *url)
 	/*
 	 * Not a URL curl understands: keep what precedes any query or fragment,
 	 * and drop a "user:password@" after the scheme (up to the last '@' before
-	 * the path), which may be a secret too.
+	 * the path), which may be a secret too. When no host is left, the path is
+	 * dropped as well: curl reads "h:///a@b" as user "a" at host "b", so a
+	 * path kept after an empty authority could be taken for credentials.
 	 */
 	{
 		size_t len = strcspn(url, "?#");
@@ -331,6 +333,8 @@ http_redact_url(const char *url)
 			for (const char *q = auth; q < auth + alen; q++)
 				if (*q == '@')
 					at = q;
+			if ((at != NULL ? auth + alen - (at + 1) : (ptrdiff_t)alen) == 0)
+				return strndup(url, (size_t)(auth - url));
 			if (at != NULL) {
 				size_t head = (size_t)(auth - url);
 
