@@ -19,7 +19,9 @@ SHA-256 (uploads report null).  Signatures, expiry, upload state and part number
 checked as usual; fault rules for s3-put do not apply there.  Both paths count parts,
 bytes, completed uploads and the wall-clock times of the first body byte, the last
 acknowledged part and the last completion (GET /__fakegc__/storage; POST resets),
-which benchmarks use for latency and throughput.
+which benchmarks use for latency and throughput.  Every part PUT is also counted per
+(upload, part number), when received and when acknowledged (State.count_part, GET
+/__fakegc__/parts), so that a test can tell which parts a client sent twice.
 """
 
 import datetime
@@ -192,6 +194,7 @@ class S3:
             if sha is not None and u.prefix_n == gen and number == gen + 1:
                 u.prefix_sha, u.prefix_md5, u.prefix_n = sha, md5_whole, number
         self.em.storage_stats.acknowledged(length)
+        state.count_part(path, query, acked=True)
         return Response(200, b"", headers={"ETag": f'"{digest}"'},
                         content_type="application/octet-stream")
 
@@ -207,6 +210,7 @@ class S3:
                                     "authorization": headers.get("authorization"),
                                     "t": state.now()})
         state.count_request("PUT /s3/uploads/{user}/{pk}")
+        state.count_part(path, query)
         length = int(headers["content-length"])
         bad = self.check("PUT", path, query)
         m = re.fullmatch(r"/s3/uploads/(\d+)/([0-9a-f-]{36})", path)
@@ -254,6 +258,7 @@ class S3:
             state.part_bytes += length
             u.prefix_n = -1     # no content hashes on the fast path
         self.em.storage_stats.acknowledged(length)
+        state.count_part(path, query, acked=True)
         return Response(200, b"", headers={"ETag": f'"{digest}"'},
                         content_type="application/octet-stream")
 

@@ -19,6 +19,7 @@ import io
 import itertools
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -167,6 +168,8 @@ class State:
         self.archive_items = {}
         self.display_sets = {}
         self.requests = {}
+        # part PUTs per (upload pk, part number): [received, acknowledged]
+        self.part_puts = {}
         # bytes of every part ever stored (an upper bound of any quota in use)
         self.part_bytes = 0
         self.leaks = []
@@ -233,3 +236,26 @@ class State:
     def count_request(self, key):
         with self.lock:
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_part(self, path, query, acked=False):
+        """Count a part PUT to /s3/uploads/<user>/<pk>?partNumber=n (received, or acked)."""
+        m = re.fullmatch(r"/s3/uploads/\d+/([0-9a-f-]{36})", path)
+        number = (query.get("partNumber") or [""])[-1]
+        if not m or not number.isdigit():
+            return
+        with self.lock:
+            c = self.part_puts.setdefault((m.group(1), int(number)), [0, 0])
+            c[1 if acked else 0] += 1
+
+    def part_report(self):
+        """{"uploads": {pk: {"puts": {n: count}, "acks": {n: count}}}, "puts", "acks"}."""
+        out, puts, acks = {}, 0, 0
+        with self.lock:
+            for (pk, n), (p, a) in sorted(self.part_puts.items()):
+                u = out.setdefault(pk, {"puts": {}, "acks": {}})
+                u["puts"][str(n)] = p
+                if a:
+                    u["acks"][str(n)] = a
+                puts += p
+                acks += a
+        return {"uploads": out, "puts": puts, "acks": acks}

@@ -77,6 +77,23 @@ class TestFlow(UploadCase):
         self.assertEqual(self.c.state()["uploads"][0]["sha256"],
                          sha256(b"1" * 10 + b"2" * 10 + b"3" * 4))
 
+    def test_part_puts_are_counted_per_upload_and_part(self):
+        self.assertEqual(self.c.get("/__fakegc__/parts", token=None).json,
+                         {"uploads": {}, "puts": 0, "acks": 0})
+        u, v = self.create(), self.create("b.mha")
+        urls, vurls = self.presign(u, [1, 2]), self.presign(v, [1])
+        self.assertReply(self.put(urls["1"], b"x" * 10), 200)
+        self.assertReply(self.put(urls["1"], b"y" * 10), 200)     # sent again
+        self.assertReply(self.put(urls["2"], b"z"), 200)
+        self.assertReply(self.put(vurls["1"], b"v"), 200)
+        bad = urls["2"].replace("X-Amz-Signature=", "X-Amz-Signature=0")
+        self.assertEqual(self.put(bad, b"w").status, 403)         # received, refused
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["uploads"][u["pk"]], {"puts": {"1": 2, "2": 2},
+                                                     "acks": {"1": 2, "2": 1}})
+        self.assertEqual(parts["uploads"][v["pk"]], {"puts": {"1": 1}, "acks": {"1": 1}})
+        self.assertEqual((parts["puts"], parts["acks"]), (5, 4))
+
     def test_abort(self):
         u = self.create()
         urls = self.presign(u, [1])
@@ -287,6 +304,9 @@ class TestFastStorage(UploadCase):
         blob = self.emulator.state.uploads[u["pk"]].blob
         self.assertEqual(blob.head(64 << 10), big[:64 << 10])
         self.assertEqual(self.c.state()["requests"]["PUT /s3/uploads/{user}/{pk}"], 2)
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["uploads"][u["pk"]], {"puts": {"1": 1, "2": 1},
+                                                     "acks": {"1": 1, "2": 1}})
         self.assertReply(self.c.call("POST", "/__fakegc__/storage", {}), 200)
         st = self.c.get("/__fakegc__/storage").json
         self.assertEqual((st["parts"], st["bytes"], st["first_byte"]), (0, 0, None))
