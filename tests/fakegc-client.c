@@ -482,6 +482,24 @@ fakegc_parts(struct fakegc *fg)
 	return control_json(fg, "parts");
 }
 
+cJSON *
+fakegc_storage(struct fakegc *fg)
+{
+	return control_json(fg, "storage");
+}
+
+int
+fakegc_storage_reset(struct fakegc *fg)
+{
+	char *body = NULL;
+	long status;
+
+	if (control(fg, "storage", "{}", &status, &body) < 0)
+		return -EIO;
+	free(body);
+	return status == 200 ? 0 : -EIO;
+}
+
 int
 fakegc_set_faults(struct fakegc *fg, const char *json)
 {
