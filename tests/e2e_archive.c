@@ -407,7 +407,7 @@ acks_seen(void *ud)
 }
 
 #define KILL_WORKERS 4		/* workers in the configuration of setup_faults() */
-#define KILL_PARTS 160		/* parts of 64 KiB of the file */
+#define KILL_PARTS 200		/* parts of 64 KiB of the file */
 
 START_TEST(test_kill_mid_upload)
 {
@@ -418,10 +418,10 @@ START_TEST(test_kill_mid_upload)
 	 * flight at the kill (at most `workers`) may be sent twice. One upload, one
 	 * item, identical bytes.
 	 *
-	 * Storage answers each part PUT 0.1 s late, so 4 workers send about 40
-	 * parts a second: the kill comes when at least 12 of the 160 parts are
-	 * acknowledged, seconds before the last could be. After the kill the delay
-	 * is lifted so that the rest goes fast.
+	 * Storage answers each part PUT 0.25 s late, so 4 workers send about 16
+	 * parts a second: the kill comes when at least 12 of the 200 parts are
+	 * acknowledged, about 12 s before the last could be (a margin for a loaded
+	 * machine). After the kill the delay is lifted so that the rest goes fast.
 	 */
 	static const char *const names[] = {"big", NULL};
 	char sha[SHA256_HEX_SIZE];
@@ -431,7 +431,7 @@ START_TEST(test_kill_mid_upload)
 	char *upk;
 
 	ck_assert_int_eq(fakegc_set_faults(fg, "{\"rules\": [{\"route\": \"s3-put\", "
-					   "\"action\": \"latency\", \"latency\": 0.1}],"
+					   "\"action\": \"latency\", \"latency\": 0.25}],"
 					   "\"limits\": {\"min_part_size\": 1}}"), 0);
 	start_daemon();
 	drop_dir_case(arch, "big", 1, KILL_PARTS * 65536 - strlen(MHA_HEAD), ".mha", sha);
