@@ -15,7 +15,9 @@
  * part size (5 MiB), so the completion is checked against S3's rule. The cases go
  * one after the other so that the time and the requests of each can be told
  * apart; both are printed ("e2e_upload: ..." lines) for the record:
- *   upload    first part byte to completion, from the emulator's storage clock;
+ *   upload    first part byte to completion, from the emulator's storage clock
+ *             (split: the parts, then the completion: the daemon hashes the file
+ *             for the receipt before it completes, the emulator assembles);
  *   case      drop to succeeded (includes the import and its polls);
  *   requests  every request the emulator saw for the case (lookups included).
  *
@@ -224,7 +226,7 @@ run_big_case(const struct big_case *bc)
 	const cJSON *u, *pu, *c;
 	const char *pk_upload;
 	char *pk;
-	double t_upload;
+	double t_upload, t_parts;
 
 	st = ru_fg_state(&E);
 	req0 = ru_fg_requests(st);
@@ -302,10 +304,13 @@ run_big_case(const struct big_case *bc)
 		long bound = 2 * 8 + 1 + (n_parts + 4) / 5 + n_parts + 1 + 12;
 
 		t_upload = num(storage, "last_complete") - num(storage, "first_byte");
+		t_parts = num(storage, "last_ack") - num(storage, "first_byte");
 		fprintf(stderr, "e2e_upload: %s case (%s, %.0f MiB, %d parts of 32 MiB): "
-			"upload %.2f s (%.0f MiB/s), case %.2f s, %ld requests (bound %ld), "
-			"at most %d parts in flight, daemon peak RSS %ld KiB\n",
-			bc->watch, bc->list, mib, n_parts, t_upload, mib / t_upload,
+			"upload %.2f s (%.0f MiB/s; parts %.2f s, then completion %.2f s), "
+			"case %.2f s, %ld requests (bound %ld), at most %d parts in flight, "
+			"daemon peak RSS %ld KiB\n",
+			bc->watch, bc->list, mib, n_parts, t_upload, mib / t_upload, t_parts,
+			t_upload - t_parts,
 			(double)t_case / 1000, req, bound, (int)num(parts, "in_flight_max"), hwm);
 		ck_assert_msg(req <= bound, "%ld requests, bound %ld", req, bound);
 	}
