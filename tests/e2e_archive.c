@@ -468,8 +468,8 @@ START_TEST(test_kill_mid_upload)
 	/* Acknowledged before the kill: sent once, ever. */
 	cJSON_ArrayForEach(x, cJSON_GetObjectItem(ub, "acks"))
 		ck_assert_msg(num(cJSON_GetObjectItem(ua, "puts"), x->string) == 1,
-			      "part %s, acknowledged before the kill, was sent %ld times", x->string,
-			      num(cJSON_GetObjectItem(ua, "puts"), x->string));
+			      "part %s, acknowledged before the kill, was sent %ld times",
+			      x->string, num(cJSON_GetObjectItem(ua, "puts"), x->string));
 	/* Sent again: only what was in flight at the kill. */
 	cJSON_ArrayForEach(x, cJSON_GetObjectItem(ua, "puts"))
 		resent += (long)x->valuedouble - 1;
@@ -581,7 +581,7 @@ state_find(cJSON *st, const char *key, const char *pk)
 static void
 stored_sha(cJSON *st, cJSON *obj, char ret[SHA256_HEX_SIZE])
 {
-	cJSON *v, *img, *files;
+	cJSON *v, *img, *files, *file;
 	int n_images = 0;
 
 	ret[0] = '\0';
@@ -593,9 +593,10 @@ stored_sha(cJSON *st, cJSON *obj, char ret[SHA256_HEX_SIZE])
 		n_images++;
 		img = state_find(st, "images", pk);
 		files = cJSON_GetObjectItem(img, "files");
+		file = cJSON_GetArrayItem(files, 0);
 		if (cJSON_GetArraySize(files) == 1)
-			snprintf(ret, SHA256_HEX_SIZE, "%s", cJSON_GetStringValue(cJSON_GetObjectItem(
-							    cJSON_GetArrayItem(files, 0), "sha256")));
+			snprintf(ret, SHA256_HEX_SIZE, "%s",
+				 cJSON_GetStringValue(cJSON_GetObjectItem(file, "sha256")));
 	}
 	if (n_images != 1)
 		ret[0] = '\0';
@@ -629,8 +630,10 @@ START_TEST(test_faults)
 		"{\"seed\": 5, \"rules\": ["
 		" {\"route\": \"/api/v1/\", \"status\": 503, \"fraction\": 0.1},"
 		" {\"route\": \"s3-put\", \"status\": 500, \"fraction\": 0.1},"
-		" {\"route\": \"uploads-presign\", \"status\": 429, \"retry_after\": 1, \"count\": 3},"
-		" {\"route\": \"/api/v1/\", \"status\": 429, \"retry_after\": 1, \"fraction\": 0.03},"
+		" {\"route\": \"uploads-presign\", \"status\": 429, \"retry_after\": 1,"
+		"  \"count\": 3},"
+		" {\"route\": \"/api/v1/\", \"status\": 429, \"retry_after\": 1,"
+		"  \"fraction\": 0.03},"
 		" {\"route\": \"/api/v1/\", \"action\": \"close\", \"fraction\": 0.03},"
 		" {\"route\": \"s3-put\", \"action\": \"close\", \"fraction\": 0.03},"
 		" {\"route\": \"/api/v1/\", \"action\": \"truncate\", \"fraction\": 0.02}],"

@@ -149,9 +149,9 @@ upload_named(const cJSON *st, const char *name)
 
 	cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(st, "uploads"))
 	{
-		const char *f = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "filename"));
+		const cJSON *f = cJSON_GetObjectItemCaseSensitive(u, "filename");
 
-		if (f != NULL && strcmp(f, name) == 0)
+		if (cJSON_IsString(f) && strcmp(f->valuestring, name) == 0)
 			return u;
 	}
 	return NULL;
@@ -166,13 +166,13 @@ stored_image_sha(const cJSON *st, const char *key, const char *pk, char ret[SHA2
 	ret[0] = '\0';
 	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(obj, "values"))
 	{
-		const char *img = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(v, "image"));
+		const cJSON *img = cJSON_GetObjectItemCaseSensitive(v, "image");
 		char **shas;
 		int n;
 
-		if (img == NULL)
+		if (!cJSON_IsString(img))
 			continue;
-		shas = ru_fg_image_shas(st, img, &n);
+		shas = ru_fg_image_shas(st, img->valuestring, &n);
 		if (n == 1)
 			snprintf(ret, SHA256_HEX_SIZE, "%s", shas[0]);
 		ru_strv_free(shas, n);
