@@ -1,9 +1,9 @@
 /*
  * check_fakegc.c: tests of the emulator helper (tests/fakegc-client.c).
  *
- * core: the emulator starts with TLS, its state parses, an authenticated lookup of
- * the demo algorithm succeeds with CA verification on, and stop reaps it and removes
- * its files.
+ * core: the emulator starts with TLS, its state and part counters parse, an
+ * authenticated lookup of the demo algorithm succeeds with CA verification on, and
+ * stop reaps it and removes its files.
  * errors: a different CA is refused, a bad token gets the platform's 401, a malformed
  * fault configuration is refused, a missing package directory is reported.
  * recovery: an injected 503 happens exactly once and shows in the request counts.
@@ -109,6 +109,14 @@ START_TEST(test_start_state_lookup_stop)
 	ck_assert_ptr_nonnull(state);
 	ck_assert(cJSON_IsArray(cJSON_GetObjectItem(state, "uploads")));
 	ck_assert(cJSON_IsArray(cJSON_GetObjectItem(state, "leaks")));
+	cJSON_Delete(state);
+
+	/* No part PUT yet: the per-part counters are empty. */
+	state = fakegc_parts(fg);
+	ck_assert_ptr_nonnull(state);
+	ck_assert(cJSON_IsObject(cJSON_GetObjectItem(state, "uploads")));
+	ck_assert_int_eq(cJSON_GetObjectItem(state, "puts")->valueint, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(state, "acks")->valueint, 0);
 	cJSON_Delete(state);
 
 	/* The demo algorithm, by slug, with the token and the emulator's CA. */

@@ -455,18 +455,49 @@ out:
 	return r;
 }
 
-cJSON *
-fakegc_state(struct fakegc *fg)
+/* GET a control route and parse its JSON answer; NULL on any failure. */
+static cJSON *
+control_json(struct fakegc *fg, const char *route)
 {
 	char *body = NULL;
 	long status;
 	cJSON *json;
 
-	if (control(fg, "state", NULL, &status, &body) < 0)
+	if (control(fg, route, NULL, &status, &body) < 0)
 		return NULL;
 	json = status == 200 ? cJSON_Parse(body) : NULL;
 	free(body);
 	return json;
+}
+
+cJSON *
+fakegc_state(struct fakegc *fg)
+{
+	return control_json(fg, "state");
+}
+
+cJSON *
+fakegc_parts(struct fakegc *fg)
+{
+	return control_json(fg, "parts");
+}
+
+cJSON *
+fakegc_storage(struct fakegc *fg)
+{
+	return control_json(fg, "storage");
+}
+
+int
+fakegc_storage_reset(struct fakegc *fg)
+{
+	char *body = NULL;
+	long status;
+
+	if (control(fg, "storage", "{}", &status, &body) < 0)
+		return -EIO;
+	free(body);
+	return status == 200 ? 0 : -EIO;
 }
 
 int

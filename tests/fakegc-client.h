@@ -8,8 +8,9 @@
  * with a deadline, for the base URL the emulator prints on its first stdout line.
  * The emulator's stderr goes to a log file in the temporary directory.
  *
- * fakegc_state() and fakegc_set_faults() talk to the emulator's /__fakegc__/
- * control routes with libcurl (trusting only the emulator's CA when TLS is on).
+ * fakegc_state(), fakegc_parts(), fakegc_storage() and fakegc_set_faults() talk to
+ * the emulator's /__fakegc__/ control routes with libcurl (trusting only the
+ * emulator's CA when TLS is on).
  * fakegc_stop() sends SIGTERM, waits with a deadline, then SIGKILLs, and removes the
  * temporary directory.  One struct fakegc is meant for one thread.
  */
@@ -76,6 +77,27 @@ const char *fakegc_log_file(const struct fakegc *fg);
  * cJSON_Delete(), or NULL when the request or the parsing failed.
  */
 cJSON *fakegc_state(struct fakegc *fg);
+
+/*
+ * GET /__fakegc__/parts: the part PUTs the emulator received and acknowledged, per
+ * upload and part number: {"uploads": {"<upload pk>": {"puts": {"<n>": count},
+ * "acks": {"<n>": count}, "sizes": {"<n>": bytes}}}, "puts": total, "acks": total,
+ * "in_flight_max": most part bodies arriving at once}. A PUT is counted as received
+ * even when a fault or a refusal answered it or its body never arrived.
+ * Returns a cJSON tree the caller frees with cJSON_Delete(), or NULL on failure.
+ */
+cJSON *fakegc_parts(struct fakegc *fg);
+
+/*
+ * GET /__fakegc__/storage: parts and bytes storage acknowledged, uploads completed,
+ * and the wall-clock times (seconds) of the first part body byte, the last
+ * acknowledgement and the last completion (null before the first). A cJSON tree the
+ * caller frees, or NULL on failure.
+ */
+cJSON *fakegc_storage(struct fakegc *fg);
+
+/* POST /__fakegc__/storage: reset those counters. Returns 0 or -EIO. */
+int fakegc_storage_reset(struct fakegc *fg) GC_WUR;
 
 /*
  * Replace the fault configuration with 'json' (the format of tests/fakegc/README.md).

@@ -5,6 +5,7 @@ GET  /__fakegc__/faults   the fault configuration and how often each fault fired
 POST /__fakegc__/faults   replace the fault configuration (JSON body)
 POST /__fakegc__/clock    {"advance": seconds} and/or {"tick": seconds}
 POST /__fakegc__/answer   {"display_set": pk, "answered": true} (refuse further changes)
+GET  /__fakegc__/parts    part PUTs received and acknowledged per upload and part number
 """
 
 from .core import Response
@@ -114,10 +115,15 @@ def post_storage(em, req):
     return Response(200, {"ok": True})
 
 
+def get_parts(em, req):
+    return Response(200, em.state.part_report())
+
+
 ROUTES = [
     ("control-state", r"/__fakegc__/state", {"GET": get_state}),
     ("control-faults", r"/__fakegc__/faults", {"GET": get_faults, "POST": post_faults}),
     ("control-clock", r"/__fakegc__/clock", {"POST": post_clock}),
     ("control-answer", r"/__fakegc__/answer", {"POST": post_answer}),
     ("control-storage", r"/__fakegc__/storage", {"GET": get_storage, "POST": post_storage}),
+    ("control-parts", r"/__fakegc__/parts", {"GET": get_parts}),
 ]

@@ -19,7 +19,9 @@ SHA-256 (uploads report null).  Signatures, expiry, upload state and part number
 checked as usual; fault rules for s3-put do not apply there.  Both paths count parts,
 bytes, completed uploads and the wall-clock times of the first body byte, the last
 acknowledged part and the last completion (GET /__fakegc__/storage; POST resets),
-which benchmarks use for latency and throughput.
+which benchmarks use for latency and throughput.  Every part PUT is also counted per
+(upload, part number), when received and when acknowledged (State.count_part, GET
+/__fakegc__/parts), so that a test can tell which parts a client sent twice.
 """
 
 import datetime
@@ -158,6 +160,7 @@ class S3:
         md5 = hashlib.md5()
         left = length
         self.em.storage_stats.body_started()
+        state.part_body(+1)
         try:
             with open(tmp, "wb") as f:
                 while left > 0:
@@ -174,6 +177,8 @@ class S3:
             handler.close_connection = True
             _unlink(tmp)
             raise
+        finally:
+            state.part_body(-1)
         digest = md5.hexdigest()
         with state.lock:
             if (u.deleted is not None or u.status != up.INITIALIZED or u.s3_upload_id != uid
@@ -192,6 +197,7 @@ class S3:
             if sha is not None and u.prefix_n == gen and number == gen + 1:
                 u.prefix_sha, u.prefix_md5, u.prefix_n = sha, md5_whole, number
         self.em.storage_stats.acknowledged(length)
+        state.count_part(path, query, acked=length)
         return Response(200, b"", headers={"ETag": f'"{digest}"'},
                         content_type="application/octet-stream")
 
@@ -207,6 +213,7 @@ class S3:
                                     "authorization": headers.get("authorization"),
                                     "t": state.now()})
         state.count_request("PUT /s3/uploads/{user}/{pk}")
+        state.count_part(path, query)
         length = int(headers["content-length"])
         bad = self.check("PUT", path, query)
         m = re.fullmatch(r"/s3/uploads/(\d+)/([0-9a-f-]{36})", path)
@@ -235,7 +242,11 @@ class S3:
             body(length, 0)
             return bad
         self.em.storage_stats.body_started()
-        head = body(length, FAST_KEEP)
+        state.part_body(+1)
+        try:
+            head = body(length, FAST_KEEP)
+        finally:
+            state.part_body(-1)
         digest = hashlib.md5(head + b"/%d" % length).hexdigest()
         tmp = state.new_path("parts")
         with open(tmp, "wb") as f:
@@ -254,6 +265,7 @@ class S3:
             state.part_bytes += length
             u.prefix_n = -1     # no content hashes on the fast path
         self.em.storage_stats.acknowledged(length)
+        state.count_part(path, query, acked=length)
         return Response(200, b"", headers={"ETag": f'"{digest}"'},
                         content_type="application/octet-stream")
 

@@ -328,6 +328,8 @@ class Handler(BaseHTTPRequestHandler):
         name = "s3-put" if method == "PUT" else "s3-get"
         key = f"{method} /s3/uploads/{{user}}/{{pk}}" if method == "PUT" else f"{method} /s3/{{object}}"
         st.count_request(key)
+        if method == "PUT":
+            st.count_part(path, query)
         rule = self._faults(em, name, key, method)
         if rule is not None and rule.action == "close":
             return self.drop()

@@ -19,6 +19,7 @@ import io
 import itertools
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -167,6 +168,11 @@ class State:
         self.archive_items = {}
         self.display_sets = {}
         self.requests = {}
+        # part PUTs per (upload pk, part number): [received, acknowledged, size acked last]
+        self.part_puts = {}
+        # part bodies being received now, and the most at any one time
+        self.parts_in_flight = 0
+        self.parts_in_flight_max = 0
         # bytes of every part ever stored (an upper bound of any quota in use)
         self.part_bytes = 0
         self.leaks = []
@@ -233,3 +239,39 @@ class State:
     def count_request(self, key):
         with self.lock:
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_part(self, path, query, acked=None):
+        """Count a part PUT to /s3/uploads/<user>/<pk>?partNumber=n: received, or
+        acknowledged with 'acked' bytes stored."""
+        m = re.fullmatch(r"/s3/uploads/\d+/([0-9a-f-]{36})", path)
+        number = (query.get("partNumber") or [""])[-1]
+        if not m or not number.isdigit():
+            return
+        with self.lock:
+            c = self.part_puts.setdefault((m.group(1), int(number)), [0, 0, None])
+            if acked is None:
+                c[0] += 1
+            else:
+                c[1] += 1
+                c[2] = acked
+
+    def part_body(self, delta):
+        """A part body starts (+1) or ends (-1) arriving; keeps the maximum overlap."""
+        with self.lock:
+            self.parts_in_flight += delta
+            self.parts_in_flight_max = max(self.parts_in_flight_max, self.parts_in_flight)
+
+    def part_report(self):
+        """GET /__fakegc__/parts (README.md)."""
+        out, puts, acks = {}, 0, 0
+        with self.lock:
+            for (pk, n), (p, a, size) in sorted(self.part_puts.items()):
+                u = out.setdefault(pk, {"puts": {}, "acks": {}, "sizes": {}})
+                u["puts"][str(n)] = p
+                if a:
+                    u["acks"][str(n)] = a
+                    u["sizes"][str(n)] = size
+                puts += p
+                acks += a
+            return {"uploads": out, "puts": puts, "acks": acks,
+                    "in_flight_max": self.parts_in_flight_max}

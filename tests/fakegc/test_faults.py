@@ -76,6 +76,11 @@ class TestRules(EmulatorCase):
         self.c.faults({"rules": [{"route": "s3-put", "status": 503, "count": 1}]})
         self.assertEqual(self.c.call("PUT", url, raw=b"abc", token=None).status, 503)
         self.assertEqual(self.c.call("PUT", url, raw=b"abc", token=None).status, 200)
+        # both PUTs reached the emulator; only the second was acknowledged
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["uploads"], {u["pk"]: {"puts": {"1": 2}, "acks": {"1": 1},
+                                                      "sizes": {"1": 3}}})
+        self.assertEqual((parts["puts"], parts["acks"]), (2, 1))
 
     def test_down(self):
         self.c.faults({"down": {"requests": 2}})

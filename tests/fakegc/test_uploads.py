@@ -77,6 +77,49 @@ class TestFlow(UploadCase):
         self.assertEqual(self.c.state()["uploads"][0]["sha256"],
                          sha256(b"1" * 10 + b"2" * 10 + b"3" * 4))
 
+    def test_part_puts_are_counted_per_upload_and_part(self):
+        self.assertEqual(self.c.get("/__fakegc__/parts", token=None).json,
+                         {"uploads": {}, "puts": 0, "acks": 0, "in_flight_max": 0})
+        u, v = self.create(), self.create("b.mha")
+        urls, vurls = self.presign(u, [1, 2]), self.presign(v, [1])
+        self.assertReply(self.put(urls["1"], b"x" * 10), 200)
+        self.assertReply(self.put(urls["1"], b"y" * 10), 200)     # sent again
+        self.assertReply(self.put(urls["2"], b"z"), 200)
+        self.assertReply(self.put(vurls["1"], b"v"), 200)
+        bad = urls["2"].replace("X-Amz-Signature=", "X-Amz-Signature=0")
+        self.assertEqual(self.put(bad, b"w").status, 403)         # received, refused
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["uploads"][u["pk"]], {"puts": {"1": 2, "2": 2},
+                                                     "acks": {"1": 2, "2": 1},
+                                                     "sizes": {"1": 10, "2": 1}})
+        self.assertEqual(parts["uploads"][v["pk"]], {"puts": {"1": 1}, "acks": {"1": 1},
+                                                     "sizes": {"1": 1}})
+        self.assertEqual((parts["puts"], parts["acks"], parts["in_flight_max"]), (5, 4, 1))
+
+    def test_overlapping_part_bodies_are_seen(self):
+        import socket
+        import time
+        from urllib.parse import urlsplit
+        u = self.create()
+        urls = self.presign(u, [1, 2])
+        p = urlsplit(urls["1"])
+        s = socket.create_connection((p.hostname, p.port), timeout=10)
+        try:
+            # part 1's body is half sent when part 2 is PUT whole on another connection
+            s.sendall(f"PUT {p.path}?{p.query} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                      "\r\nab".encode())
+            deadline = time.monotonic() + 10
+            while self.emulator.state.parts_in_flight < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertReply(self.put(urls["2"], b"xyz"), 200)
+            s.sendall(b"cd")
+            self.assertTrue(s.recv(1000).startswith(b"HTTP/1.1 200"))
+        finally:
+            s.close()
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["in_flight_max"], 2)
+        self.assertEqual(parts["uploads"][u["pk"]]["sizes"], {"1": 4, "2": 3})
+
     def test_abort(self):
         u = self.create()
         urls = self.presign(u, [1])
@@ -287,6 +330,10 @@ class TestFastStorage(UploadCase):
         blob = self.emulator.state.uploads[u["pk"]].blob
         self.assertEqual(blob.head(64 << 10), big[:64 << 10])
         self.assertEqual(self.c.state()["requests"]["PUT /s3/uploads/{user}/{pk}"], 2)
+        parts = self.c.get("/__fakegc__/parts", token=None).json
+        self.assertEqual(parts["uploads"][u["pk"]], {"puts": {"1": 1, "2": 1},
+                                                     "acks": {"1": 1, "2": 1},
+                                                     "sizes": {"1": len(big), "2": 4}})
         self.assertReply(self.c.call("POST", "/__fakegc__/storage", {}), 200)
         st = self.c.get("/__fakegc__/storage").json
         self.assertEqual((st["parts"], st["bytes"], st["first_byte"]), (0, 0, None))
