@@ -316,38 +316,32 @@ http_redact_url(const char *url)
 	curl_url_cleanup(u);
 	/*
 	 * Not a URL curl understands: keep what precedes any query or fragment,
-	 * and drop a "user:password@" after the scheme (up to the last '@' before
-	 * the path), which may be a secret too. When no host is left, the path is
-	 * dropped as well: curl reads "h:///a@b" as user "a" at host "b", so a
-	 * path kept after an empty authority could be taken for credentials.
+	 * and drop everything between the scheme and the last '@' before it. Only
+	 * an '@' makes a user, password or login options, and curl's reading of
+	 * malformed authorities is lenient ("https:/a@b" and "h:///a@b" both give
+	 * user "a"), so the result holds no '@' at all, whatever its shape: it
+	 * may lose a path's '@' in a URL that is broken anyway, never a secret.
+	 * For example "https://u:p@host:port/a b" becomes "https://host:port/a b".
 	 */
 	{
 		size_t len = strcspn(url, "?#");
-		const char *sep = strstr(url, "://");
-		const char *auth = sep != NULL && (size_t)(sep - url) < len ? sep + 3 : NULL;
+		const char *at = memrchr(url, '@', len);
+		const char *colon = memchr(url, ':', len);
+		size_t head, tail;
 
-		if (auth != NULL) {
-			size_t alen = strcspn(auth, "/?#");
-			const char *at = NULL;
-
-			for (const char *q = auth; q < auth + alen; q++)
-				if (*q == '@')
-					at = q;
-			if ((at != NULL ? auth + alen - (at + 1) : (ptrdiff_t)alen) == 0)
-				return strndup(url, (size_t)(auth - url));
-			if (at != NULL) {
-				size_t head = (size_t)(auth - url);
-
-				copy = malloc(len + 1);
-				if (copy == NULL)
-					return NULL;
-				memcpy(copy, url, head);
-				memcpy(copy + head, at + 1, len - (size_t)(at + 1 - url));
-				copy[head + len - (size_t)(at + 1 - url)] = '\0';
-				return copy;
-			}
-		}
-		return strndup(url, len);
+		if (at == NULL)
+			return strndup(url, len);
+		head = colon != NULL && colon < at ? (size_t)(colon + 1 - url) : 0;
+		while (head > 0 && url + head < at && url[head] == '/')
+			head++; /* keep "scheme://" */
+		tail = len - (size_t)(at + 1 - url);
+		copy = malloc(head + tail + 1);
+		if (copy == NULL)
+			return NULL;
+		memcpy(copy, url, head);
+		memcpy(copy + head, at + 1, tail);
+		copy[head + tail] = '\0';
+		return copy;
 	}
 }
 
