@@ -362,8 +362,9 @@ START_TEST(test_crash_loop)
 	ck_assert_msg(ru_fg_count(st, "archive_items") == n_cases - n_alg,
 		      "%d archive items for %ld archive cases (seed %llu)",
 		      ru_fg_count(st, "archive_items"), n_cases - n_alg, (unsigned long long)seed);
-	ck_assert_msg(ru_fg_count(st, "jobs") == n_alg, "%d jobs for %d algorithm cases (seed %llu)",
-		      ru_fg_count(st, "jobs"), n_alg, (unsigned long long)seed);
+	ck_assert_msg(ru_fg_count(st, "jobs") == n_alg,
+		      "%d jobs for %d algorithm cases (seed %llu)", ru_fg_count(st, "jobs"), n_alg,
+		      (unsigned long long)seed);
 	for (long i = 0; i < n_cases; i++) {
 		const cJSON *c = ru_case(root, cases[i].alg ? "alg" : "arch", cases[i].name);
 		char *pk, *dir;
@@ -385,8 +386,9 @@ START_TEST(test_crash_loop)
 					continue;
 				other = ru_url_pk(
 				    ru_case_remote(ru_case(root, "alg", cases[j].name), "job"));
-				ck_assert_msg(strcmp(other, pk) != 0, "cases %s and %s share job %s",
-					      cases[i].name, cases[j].name, pk);
+				ck_assert_msg(strcmp(other, pk) != 0,
+					      "cases %s and %s share job %s", cases[i].name,
+					      cases[j].name, pk);
 				free(other);
 			}
 			ck_assert_msg(ru_job_input_is(st, job, cases[i].sha[0], why, sizeof(why)),
@@ -440,8 +442,8 @@ START_TEST(test_crash_loop)
 
 	/* 3. Every receipt. */
 	for (long i = 0; i < n_cases; i++) {
-		char *rc = tu_strdupf("%s/%s/gcdrop-receipt.json", cases[i].alg ? alg_results : results,
-				      cases[i].name);
+		char *rc = tu_strdupf("%s/%s/gcdrop-receipt.json",
+				      cases[i].alg ? alg_results : results, cases[i].name);
 		char *text = tu_read_file(rc, NULL);
 		cJSON *j = text != NULL ? cJSON_Parse(text) : NULL;
 
@@ -479,9 +481,10 @@ START_TEST(test_crash_loop)
 	}
 
 	fprintf(stderr,
-		"e2e_crashloop: seed %llu: %ld cases (%d algorithm), %d kills survived (%d within 50 ms of the "
-		"start, %d while requests were made), %d starts; %ld requests (%.1f per case, %ld part PUTs), %d uploads not "
-		"consumed (orphans of kills); kill loop %.1f s, drain %.1f s\n",
+		"e2e_crashloop: seed %llu: %ld cases (%d algorithm), %d kills survived "
+		"(%d within 50 ms of the start, %d while requests were made), %d starts; "
+		"%ld requests (%.1f per case, %ld part PUTs), %d uploads not consumed "
+		"(orphans of kills); kill loop %.1f s, drain %.1f s\n",
 		(unsigned long long)seed, n_cases, n_alg, survived, early, busy, E.starts, requests,
 		(double)requests / (double)n_cases, puts, uploads_orphan,
 		(double)(t_loop - t0) / 1000.0, (double)(tu_now_ms() - t_loop) / 1000.0);

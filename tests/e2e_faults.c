@@ -277,8 +277,9 @@ START_TEST(test_storm)
 		char why[256] = "";
 
 		ck_assert_msg(strcmp(ru_case_str(c, "state"), "succeeded") == 0,
-			      "%s ended %s: %s (seed %llu)", acases[i].name, ru_case_str(c, "state"),
-			      ru_case_str(c, "error"), (unsigned long long)seed);
+			      "%s ended %s: %s (seed %llu)", acases[i].name,
+			      ru_case_str(c, "state"), ru_case_str(c, "error"),
+			      (unsigned long long)seed);
 		ck_assert_int_eq(ru_count(root, NULL, acases[i].name, NULL), 1);
 		job = ru_fg_find(st, "jobs", pk);
 		ck_assert_msg(job != NULL, "%s: job %s", acases[i].name, pk);

@@ -561,7 +561,8 @@ ru_results_complete(const cJSON *job, const char *dir, char *why, size_t whylen)
 	free(path);
 	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(job, "outputs"))
 	{
-		const char *itf = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "interface"));
+		const char *itf =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "interface"));
 		const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
 		const char *rel = NULL;
 
@@ -571,7 +572,8 @@ ru_results_complete(const cJSON *job, const char *dir, char *why, size_t whylen)
 			if (strcmp(output_paths[i][0], itf) == 0)
 				rel = output_paths[i][1];
 		if (rel == NULL) {
-			snprintf(why, whylen, "output '%s' is not known to the test", itf ? itf : "?");
+			snprintf(why, whylen, "output '%s' is not known to the test",
+				 itf ? itf : "?");
 			return false;
 		}
 		path = tu_strdupf("%s/%s", dir, rel);
@@ -584,8 +586,9 @@ ru_results_complete(const cJSON *job, const char *dir, char *why, size_t whylen)
 				ru_sha256(path, sha);
 			ok = want != NULL && strcmp(sha, want) == 0;
 			if (!ok)
-				snprintf(why, whylen, "%s: sha256 '%.12s' is not the output's %.12s",
-					 path, sha, want ? want : "?");
+				snprintf(why, whylen,
+					 "%s: sha256 '%.12s' is not the output's %.12s", path, sha,
+					 want ? want : "?");
 		} else {
 			text = tu_read_file(path, NULL);
 			j = text != NULL ? cJSON_Parse(text) : NULL;
@@ -625,7 +628,8 @@ ru_job_input_is(const cJSON *st, const cJSON *job, const char *sha, char *why, s
 
 	cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(job, "inputs"))
 	{
-		const char *img = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "image"));
+		const char *img =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "image"));
 		char **shas;
 		int n;
 
@@ -634,8 +638,9 @@ ru_job_input_is(const cJSON *st, const cJSON *job, const char *sha, char *why, s
 		images++;
 		shas = ru_fg_image_shas(st, img, &n);
 		if (n != 1 || strcmp(shas[0], sha) != 0) {
-			snprintf(why, whylen, "input image %s has %d file(s), sha256 %.12s, not %.12s",
-				 img, n, n > 0 ? shas[0] : "-", sha);
+			snprintf(why, whylen,
+				 "input image %s has %d file(s), sha256 %.12s, not %.12s", img, n,
+				 n > 0 ? shas[0] : "-", sha);
 			ru_strv_free(shas, n);
 			return false;
 		}
