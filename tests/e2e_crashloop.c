@@ -7,8 +7,11 @@
  * every case from its last recorded step, so that in the end every case has
  * succeeded exactly once: the platform holds exactly one archive item per
  * archive case, every file of it byte-identical (sha256) to the source, every
- * receipt is there, the queue passes PRAGMA integrity_check, and the token
- * never appeared in any output of the whole run nor reached storage.
+ * receipt is there; the platform holds exactly one algorithm job per
+ * algorithm case, whose input image is the case's file byte for byte, and the
+ * case's result folder is complete (job.json, every output as the platform
+ * holds it, no temporary file); the queue passes PRAGMA integrity_check, and
+ * the token never appeared in any output of the whole run nor reached storage.
  *
  * The run (all of it drawn from one seeded generator; the seed is printed
  * first, GCDROP_SEED replays it):
@@ -17,7 +20,9 @@
  *     50 ms more on 30 % of the part PUTs so that kills land mid-upload);
  *   - CASES cases (GCDROP_CRASH_CASES, default 30) are dropped in batches,
  *     some while the daemon is down (found by the start-up rescan), some
- *     while it runs (inotify); one in three spans six parts;
+ *     while it runs (inotify); one in three goes to the algorithm watch
+ *     (demo-algorithm: one image in, a value and a PDF out), the others to
+ *     the archive watch; one in three spans six parts;
  *   - the daemon is started and SIGKILLed KILLS times (GCDROP_CRASH_KILLS,
  *     default 32): every fourth kill 1-50 ms after the start (start-up
  *     recovery), the others 50-1500 ms after it, while cases move (many
@@ -48,7 +53,10 @@
 struct rcase {
 	char name[32];
 	bool is_dir;
-	int kind;		/* 0: 6-part image + value, 1: three .dcm, 2: one small .mha */
+	int kind;		/* archive: 0: 6-part image + value, 1: three .dcm, 2: one small
+				 * .mha; algorithm: 3: a folder with a 6-part scan.mha, 4: one
+				 * small .mha */
+	bool alg;		/* in the algorithm watch */
 	int n_files;
 	char sha[MAX_FILES][SHA256_HEX_SIZE];
 	uint64_t seed;
@@ -56,7 +64,7 @@ struct rcase {
 };
 
 static struct ru_env E;
-static char *arch, *results;
+static char *arch, *results, *alg, *alg_results;
 
 static void
 setup(void)
@@ -66,6 +74,8 @@ setup(void)
 	ru_setup(&E, "e2e_crashloop", &o);
 	arch = ru_mkdir(&E, "in-arch");
 	results = ru_mkdir(&E, "results");
+	alg = ru_mkdir(&E, "in-alg");
+	alg_results = ru_mkdir(&E, "results-alg");
 }
 
 static void
@@ -74,6 +84,8 @@ teardown(void)
 	ru_teardown(&E);
 	free(arch);
 	free(results);
+	free(alg);
+	free(alg_results);
 }
 
 static void
@@ -107,6 +119,15 @@ fill_case(const char *path, void *ud)
 		}
 		c->n_files = 3;
 		break;
+	case 3: {
+		char *img = tu_strdupf("%s/scan.mha", path);
+
+		ru_write_mha(img, 5 * 65536 + 100 + (size_t)(c->seed % 1000), c->seed);
+		ru_sha256(img, c->sha[0]);
+		c->n_files = 1;
+		free(img);
+		break;
+	}
 	default:
 		ru_write_mha(path, 1500 + (size_t)(c->seed % 5000), c->seed);
 		ru_sha256(path, c->sha[0]);
@@ -120,7 +141,7 @@ drop(struct rcase *c)
 {
 	if (c->dropped)
 		return;
-	ru_drop(&E, arch, c->name, c->is_dir, fill_case, c);
+	ru_drop(&E, c->alg ? alg : arch, c->name, c->is_dir, fill_case, c);
 	c->dropped = true;
 }
 
@@ -209,7 +230,7 @@ START_TEST(test_crash_loop)
 	struct rcase *cases = calloc((size_t)n_cases, sizeof(*cases));
 	const char **names = calloc((size_t)n_cases + 1, sizeof(*names));
 	long long t0 = tu_now_ms(), t_loop;
-	int survived = 0, early = 0, busy = 0, dropped = 0, uploads_orphan = 0;
+	int survived = 0, early = 0, busy = 0, dropped = 0, uploads_orphan = 0, n_alg = 0;
 	long requests, puts;
 	char *faults, *watches;
 	cJSON *root, *st;
@@ -228,8 +249,10 @@ START_TEST(test_crash_loop)
 	ck_assert_int_eq(fakegc_set_faults(E.fg, faults), 0);
 	free(faults);
 	watches = tu_strdupf(" { name = \"arch\"; path = \"%s\"; archive = \"demo-archive\";\n"
+			     "   settle_seconds = 0; results_dir = \"%s\"; },\n"
+			     " { name = \"alg\"; path = \"%s\"; algorithm = \"demo-algorithm\";\n"
 			     "   settle_seconds = 0; results_dir = \"%s\"; }",
-			     arch, results);
+			     arch, results, alg, alg_results);
 	ru_write_config(&E, "workers = 4;\nmax_attempts = 1000;\nmin_free_space = \"1M\";\n"
 			    "log_level = \"info\";\n", watches);
 	free(watches);
@@ -237,8 +260,13 @@ START_TEST(test_crash_loop)
 	for (long i = 0; i < n_cases; i++) {
 		struct rcase *c = &cases[i];
 
-		c->kind = i % 3 == 0 ? 0 : i % 5 == 1 ? 1 : 2;
-		c->is_dir = c->kind != 2;
+		c->alg = i % 3 == 2;
+		if (c->alg)
+			c->kind = i % 6 == 5 ? 3 : 4;
+		else
+			c->kind = i % 3 == 0 ? 0 : i % 5 == 1 ? 1 : 2;
+		c->is_dir = c->kind <= 1 || c->kind == 3;
+		n_alg += c->alg;
 		snprintf(c->name, sizeof(c->name), c->is_dir ? "c%03ld" : "c%03ld.mha", i);
 		c->seed = ru_rand(&rng);
 		names[i] = c->name;
@@ -306,39 +334,84 @@ START_TEST(test_crash_loop)
 		free(text);
 		free(cmdline);
 	}
-	ru_wait_terminal(&E, "arch", names, 240000 + (int)n_cases * 3000);
+	ru_wait_terminal(&E, NULL, names, 240000 + (int)n_cases * 3000);
 	ck_assert_int_eq(ru_stop(&E, SIGTERM), 0);
 
 	/* 1. Every case exactly once in the queue, succeeded. */
 	root = ru_status(&E);
 	ck_assert_int_eq(ru_count(root, NULL, NULL, NULL), n_cases);
 	for (long i = 0; i < n_cases; i++) {
-		const cJSON *c = ru_case(root, "arch", cases[i].name);
+		const char *w = cases[i].alg ? "alg" : "arch";
+		const cJSON *c = ru_case(root, w, cases[i].name);
 
-		ck_assert_msg(ru_count(root, "arch", cases[i].name, NULL) == 1,
+		ck_assert_msg(ru_count(root, w, cases[i].name, NULL) == 1,
 			      "case %s is in the queue %d times (seed %llu)", cases[i].name,
-			      ru_count(root, "arch", cases[i].name, NULL), (unsigned long long)seed);
+			      ru_count(root, w, cases[i].name, NULL), (unsigned long long)seed);
 		ck_assert_msg(strcmp(ru_case_str(c, "state"), "succeeded") == 0,
 			      "case %s ended %s: %s (seed %llu)", cases[i].name,
 			      ru_case_str(c, "state"), ru_case_str(c, "error"),
 			      (unsigned long long)seed);
 	}
 
-	/* 2. Exactly one archive item per case, byte-identical files. */
+	/*
+	 * 2. Exactly one archive item per archive case, byte-identical files;
+	 * exactly one job per algorithm case, its input the case's file, its
+	 * result folder complete.
+	 */
 	st = ru_fg_state(&E);
-	ck_assert_msg(ru_fg_count(st, "archive_items") == n_cases,
-		      "%d archive items for %ld cases (seed %llu)", ru_fg_count(st, "archive_items"),
-		      n_cases, (unsigned long long)seed);
+	ck_assert_msg(ru_fg_count(st, "archive_items") == n_cases - n_alg,
+		      "%d archive items for %ld archive cases (seed %llu)",
+		      ru_fg_count(st, "archive_items"), n_cases - n_alg, (unsigned long long)seed);
+	ck_assert_msg(ru_fg_count(st, "jobs") == n_alg,
+		      "%d jobs for %d algorithm cases (seed %llu)", ru_fg_count(st, "jobs"), n_alg,
+		      (unsigned long long)seed);
 	for (long i = 0; i < n_cases; i++) {
-		const cJSON *c = ru_case(root, "arch", cases[i].name);
-		char *pk = ru_url_pk(ru_case_remote(c, "archive_item"));
-		const cJSON *item = ru_fg_find(st, "archive_items", pk);
+		const cJSON *c = ru_case(root, cases[i].alg ? "alg" : "arch", cases[i].name);
+		char *pk, *dir;
+		const cJSON *item, *job;
 		char why[256] = "";
 
+		if (cases[i].alg) {
+			pk = ru_url_pk(ru_case_remote(c, "job"));
+			job = ru_fg_find(st, "jobs", pk);
+			ck_assert_msg(job != NULL, "case %s: its job %s is not on the platform",
+				      cases[i].name, pk);
+			ck_assert_msg(strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+						 job, "status")), "Succeeded") == 0,
+				      "case %s: job %s is not Succeeded", cases[i].name, pk);
+			for (long j = 0; j < i; j++) {
+				char *other;
+
+				if (!cases[j].alg)
+					continue;
+				other = ru_url_pk(
+				    ru_case_remote(ru_case(root, "alg", cases[j].name), "job"));
+				ck_assert_msg(strcmp(other, pk) != 0,
+					      "cases %s and %s share job %s", cases[i].name,
+					      cases[j].name, pk);
+				free(other);
+			}
+			ck_assert_msg(ru_job_input_is(st, job, cases[i].sha[0], why, sizeof(why)),
+				      "case %s: %s (seed %llu)", cases[i].name, why,
+				      (unsigned long long)seed);
+			dir = tu_strdupf("%s/%s", alg_results, cases[i].name);
+			ck_assert_msg(ru_results_complete(job, dir, why, sizeof(why)),
+				      "case %s: %s (seed %llu)", cases[i].name, why,
+				      (unsigned long long)seed);
+			free(dir);
+			free(pk);
+			continue;
+		}
+		pk = ru_url_pk(ru_case_remote(c, "archive_item"));
+		item = ru_fg_find(st, "archive_items", pk);
 		ck_assert_msg(item != NULL, "case %s: its archive item %s is not on the platform",
 			      cases[i].name, pk);
 		for (long j = 0; j < i; j++) {
-			char *other = ru_url_pk(
+			char *other;
+
+			if (cases[j].alg)
+				continue;
+			other = ru_url_pk(
 			    ru_case_remote(ru_case(root, "arch", cases[j].name), "archive_item"));
 
 			ck_assert_msg(strcmp(other, pk) != 0, "cases %s and %s share item %s",
@@ -369,7 +442,8 @@ START_TEST(test_crash_loop)
 
 	/* 3. Every receipt. */
 	for (long i = 0; i < n_cases; i++) {
-		char *rc = tu_strdupf("%s/%s/gcdrop-receipt.json", results, cases[i].name);
+		char *rc = tu_strdupf("%s/%s/gcdrop-receipt.json",
+				      cases[i].alg ? alg_results : results, cases[i].name);
 		char *text = tu_read_file(rc, NULL);
 		cJSON *j = text != NULL ? cJSON_Parse(text) : NULL;
 
@@ -392,6 +466,8 @@ START_TEST(test_crash_loop)
 	ck_assert_int_eq(ru_grep_tree(E.state, fakegc_token(E.fg)), 0);
 	ck_assert_int_eq(ru_grep_tree(results, fakegc_token(E.fg)), 0);
 	ck_assert_int_eq(ru_grep_tree(arch, fakegc_token(E.fg)), 0);
+	ck_assert_int_eq(ru_grep_tree(alg_results, fakegc_token(E.fg)), 0);
+	ck_assert_int_eq(ru_grep_tree(alg, fakegc_token(E.fg)), 0);
 	{
 		char bin[4096];
 		char *argv[] = {bin, "status", "-c", E.conf, NULL};
@@ -405,10 +481,11 @@ START_TEST(test_crash_loop)
 	}
 
 	fprintf(stderr,
-		"e2e_crashloop: seed %llu: %ld cases, %d kills survived (%d within 50 ms of the "
-		"start, %d while requests were made), %d starts; %ld requests (%.1f per case, %ld part PUTs), %d uploads not "
-		"consumed (orphans of kills); kill loop %.1f s, drain %.1f s\n",
-		(unsigned long long)seed, n_cases, survived, early, busy, E.starts, requests,
+		"e2e_crashloop: seed %llu: %ld cases (%d algorithm), %d kills survived "
+		"(%d within 50 ms of the start, %d while requests were made), %d starts; "
+		"%ld requests (%.1f per case, %ld part PUTs), %d uploads not consumed "
+		"(orphans of kills); kill loop %.1f s, drain %.1f s\n",
+		(unsigned long long)seed, n_cases, n_alg, survived, early, busy, E.starts, requests,
 		(double)requests / (double)n_cases, puts, uploads_orphan,
 		(double)(t_loop - t0) / 1000.0, (double)(tu_now_ms() - t_loop) / 1000.0);
 	ck_assert_int_ge(survived, 30 > n_kills ? (int)n_kills : 30);

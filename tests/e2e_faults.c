@@ -5,10 +5,14 @@
  *   storm    under 10 % 5xx on the API and on storage, 429 with Retry-After,
  *            connections cut mid-response (half a body) and mid-upload, 2 s
  *            latency spikes and lost complete-multipart-upload answers, every
- *            case that can succeed succeeds (one item each, byte-identical),
- *            a case whose import the platform fails ends failed with the
- *            platform's message, and the requests stay within a stated bound
- *            per case (no retry storm);
+ *            case that can succeed succeeds (one archive item each,
+ *            byte-identical; one algorithm job each, its input byte-identical,
+ *            its result folder complete), a case whose import the platform
+ *            fails ends failed with the platform's message, a case whose job
+ *            fails ends failed with the job's final status, job outputs whose
+ *            download is redirected to another host are fetched there without
+ *            the token, and the requests stay within a stated bound per case
+ *            (no retry storm);
  *   down     a server that refuses every connection for a whole minute while
  *            cases are mid-upload costs no case: they all succeed after it is
  *            back, and the daemon's requests during the minute are bounded;
@@ -39,7 +43,7 @@
 #include "testutil.h"
 
 static struct ru_env E;
-static char *arch, *results;
+static char *arch, *results, *alg, *alg_results;
 
 static void
 setup(void)
@@ -49,6 +53,8 @@ setup(void)
 	ru_setup(&E, "e2e_faults", &o);
 	arch = ru_mkdir(&E, "in-arch");
 	results = ru_mkdir(&E, "results");
+	alg = ru_mkdir(&E, "in-alg");
+	alg_results = ru_mkdir(&E, "results-alg");
 }
 
 static void
@@ -57,14 +63,18 @@ teardown(void)
 	ru_teardown(&E);
 	free(arch);
 	free(results);
+	free(alg);
+	free(alg_results);
 }
 
 static void
 write_config(const char *globals)
 {
 	char *w = tu_strdupf(" { name = \"arch\"; path = \"%s\"; archive = \"demo-archive\";\n"
+			     "   settle_seconds = 0; results_dir = \"%s\"; },\n"
+			     " { name = \"alg\"; path = \"%s\"; algorithm = \"demo-algorithm\";\n"
 			     "   settle_seconds = 0; results_dir = \"%s\"; }",
-			     arch, results);
+			     arch, results, alg, alg_results);
 	char *g = tu_strdupf("workers = 4;\nmin_free_space = \"1M\";\nlog_level = \"info\";\n%s",
 			     globals);
 
@@ -124,6 +134,7 @@ assert_no_token(void)
 	ck_assert_int_eq(ru_grep_tree(E.log, t), 0);
 	ck_assert_int_eq(ru_grep_tree(E.state, t), 0);
 	ck_assert_int_eq(ru_grep_tree(results, t), 0);
+	ck_assert_int_eq(ru_grep_tree(alg_results, t), 0);
 }
 
 static long
@@ -148,12 +159,13 @@ clean_cost(int parts)
 }
 
 #define STORM_CASES 12
+#define STORM_ALG 4
 
 START_TEST(test_storm)
 {
 	uint64_t seed = ru_seed("e2e_faults storm"), rng = seed;
-	struct mcase cases[STORM_CASES + 1];
-	const char *names[STORM_CASES + 2];
+	struct mcase cases[STORM_CASES + 1], acases[STORM_ALG + 1];
+	const char *names[STORM_CASES + 2], *anames[STORM_ALG + 2];
 	long clean = 8, req, limit;
 	char *faults;
 	cJSON *st, *root;
@@ -169,7 +181,9 @@ START_TEST(test_storm)
 	    " {\"route\": \".\", \"action\": \"latency\", \"latency\": 2, \"fraction\": 0.02}],"
 	    " \"imports\": [{\"filename\": \"bad-import\", \"error\": \"The uploaded images "
 	    "could not be read: unsupported pixel type\"}],"
+	    " \"jobs\": [{\"input\": \"bad-job\", \"after\": \"Executing\"}],"
 	    " \"complete\": {\"count\": 2, \"when\": \"after\"},"
+	    " \"media_host\": \"localhost\","
 	    " \"limits\": {\"min_part_size\": 1}}",
 	    (unsigned long long)(seed % 1000000));
 	ck_assert_int_eq(fakegc_set_faults(E.fg, faults), 0);
@@ -189,7 +203,22 @@ START_TEST(test_storm)
 	clean += clean_cost(1);
 	names[STORM_CASES] = "bad-import.mha";
 	names[STORM_CASES + 1] = NULL;
+	/* Algorithm cases: one job each; one job fails. */
+	for (int i = 0; i < STORM_ALG; i++) {
+		acases[i].name = tu_strdupf("a%02d.mha", i);
+		acases[i].size = i == 0 ? 4 * 65536 + 55 : 1200 + (size_t)i * 17;
+		acases[i].seed = ru_rand(&rng);
+		clean += clean_cost(i == 0 ? 5 : 1);
+		anames[i] = acases[i].name;
+		ru_drop(&E, alg, acases[i].name, false, fill_mha, &acases[i]);
+	}
+	acases[STORM_ALG] = (struct mcase){.name = "bad-job.mha", .size = 800, .seed = 8};
+	ru_drop(&E, alg, "bad-job.mha", false, fill_mha, &acases[STORM_ALG]);
+	clean += clean_cost(1);
+	anames[STORM_ALG] = "bad-job.mha";
+	anames[STORM_ALG + 1] = NULL;
 	ru_wait_terminal(&E, "arch", names, 240000);
+	ru_wait_terminal(&E, "alg", anames, 120000);
 	ck_assert_int_eq(ru_stop(&E, SIGTERM), 0);
 
 	root = ru_status(&E);
@@ -236,6 +265,56 @@ START_TEST(test_storm)
 	}
 
 	/*
+	 * The algorithm cases: one job each, its input the case's bytes, its
+	 * result folder complete (the PDF fetched from the other host); the
+	 * failed job's case ends failed, its error naming the final status.
+	 */
+	ck_assert_int_eq(ru_fg_count(st, "jobs"), STORM_ALG + 1);
+	for (int i = 0; i < STORM_ALG; i++) {
+		const cJSON *c = ru_case(root, "alg", acases[i].name), *job;
+		char *pk = ru_url_pk(ru_case_remote(c, "job"));
+		char *dir = tu_strdupf("%s/%s", alg_results, acases[i].name);
+		char why[256] = "";
+
+		ck_assert_msg(strcmp(ru_case_str(c, "state"), "succeeded") == 0,
+			      "%s ended %s: %s (seed %llu)", acases[i].name,
+			      ru_case_str(c, "state"), ru_case_str(c, "error"),
+			      (unsigned long long)seed);
+		ck_assert_int_eq(ru_count(root, NULL, acases[i].name, NULL), 1);
+		job = ru_fg_find(st, "jobs", pk);
+		ck_assert_msg(job != NULL, "%s: job %s", acases[i].name, pk);
+		ck_assert_msg(ru_job_input_is(st, job, acases[i].sha, why, sizeof(why)), "%s: %s",
+			      acases[i].name, why);
+		ck_assert_msg(ru_results_complete(job, dir, why, sizeof(why)), "%s: %s",
+			      acases[i].name, why);
+		for (int j = 0; j < i; j++) {
+			char *o = ru_url_pk(
+			    ru_case_remote(ru_case(root, "alg", acases[j].name), "job"));
+
+			ck_assert_msg(strcmp(o, pk) != 0, "%s and %s share a job", acases[i].name,
+				      acases[j].name);
+			free(o);
+		}
+		free(dir);
+		free(pk);
+	}
+	{
+		const cJSON *c = ru_case(root, "alg", "bad-job.mha");
+		const char *e = ru_case_str(c, "error");
+
+		ck_assert_str_eq(ru_case_str(c, "state"), "failed");
+		ck_assert_msg(ru_has(e, "the job failed") && ru_has(e, "Failed"), "error: %s", e);
+		ck_assert_ptr_nonnull(ru_case_remote(c, "job"));
+		ck_assert(ru_log_has(&E, "the job failed"));
+		fprintf(stderr, "e2e_faults storm: bad-job.mha failed: %s\n", e);
+	}
+	/* Every PDF output was fetched from the other host, which never saw the token. */
+	ck_assert_msg(fault_hits(st, "media_host") >= STORM_ALG,
+		      "%ld job-output downloads redirected to the other host, want >= %d",
+		      fault_hits(st, "media_host"), STORM_ALG);
+	ck_assert_int_eq(ru_fg_count(st, "leaks"), 0);
+
+	/*
 	 * The bound: twice the fault-free cost. With about 20 % of the requests
 	 * failing once (and a few twice), a client that retries each failed request
 	 * once or twice stays well under it; one that retries in a loop or starts
@@ -244,21 +323,28 @@ START_TEST(test_storm)
 	req = ru_fg_requests(st);
 	limit = 2 * clean;
 	fprintf(stderr,
-		"e2e_faults storm: seed %llu: %d cases, %ld requests (%.1f per case; fault-free "
-		"bound %ld, limit %ld), %ld faults injected, %.1f s\n",
-		(unsigned long long)seed, STORM_CASES + 1, req, (double)req / (STORM_CASES + 1),
+		"e2e_faults storm: seed %llu: %d cases (%d archive, %d algorithm), %ld requests "
+		"(%.1f per case; %ld for jobs and their outputs; fault-free bound %ld, limit %ld), "
+		"%ld faults injected, %ld job-output downloads sent to the other host, %.1f s\n",
+		(unsigned long long)seed, STORM_CASES + STORM_ALG + 2, STORM_CASES + 1,
+		STORM_ALG + 1, req, (double)req / (STORM_CASES + STORM_ALG + 2),
+		ru_fg_requests_matching(st, "/algorithms/jobs/") +
+		    ru_fg_requests_matching(st, "/media/") +
+		    ru_fg_requests_matching(st, "GET /s3/"),
 		clean, limit,
 		fault_hits(st, "rule 0") + fault_hits(st, "rule 1") + fault_hits(st, "rule 2") +
 		    fault_hits(st, "rule 3") + fault_hits(st, "rule 4") + fault_hits(st, "rule 5") +
-		    fault_hits(st, "complete") + fault_hits(st, "imports"),
-		(double)(tu_now_ms() - t0) / 1000.0);
+		    fault_hits(st, "complete") + fault_hits(st, "imports") + fault_hits(st, "jobs"),
+		fault_hits(st, "media_host"), (double)(tu_now_ms() - t0) / 1000.0);
 	ck_assert_msg(req <= limit, "%ld requests for %d cases, more than %ld", req,
-		      STORM_CASES + 1, limit);
+		      STORM_CASES + STORM_ALG + 2, limit);
 	cJSON_Delete(st);
 	cJSON_Delete(root);
 	assert_no_token();
 	for (int i = 0; i < STORM_CASES; i++)
 		free((char *)(uintptr_t)cases[i].name);
+	for (int i = 0; i < STORM_ALG; i++)
+		free((char *)(uintptr_t)acases[i].name);
 }
 END_TEST
 

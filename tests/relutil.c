@@ -102,7 +102,10 @@ ru_teardown(struct ru_env *e)
 	if (e->pid > 0)
 		ru_stop(e, SIGKILL);
 	fakegc_stop(e->fg);
-	tu_rmtree(e->dir);
+	if (getenv("GCDROP_TEST_KEEP") != NULL)
+		fprintf(stderr, "kept %s (GCDROP_TEST_KEEP)\n", e->dir);
+	else
+		tu_rmtree(e->dir);
 	free(e->dir);
 	free(e->conf);
 	free(e->token_path);
@@ -531,6 +534,124 @@ ru_url_pk(const char *url)
 	while (start > url && start[-1] != '/')
 		start--;
 	return strndup(start, (size_t)(end - start));
+}
+
+/*
+ * Where the outputs of the emulator's algorithms go in a result folder: the
+ * relative_path of each output socket (tests/fakegc/fixtures.py).
+ */
+static const char *const output_paths[][2] = {
+	{"lung-volume", "lung-volume.json"},
+	{"report-pdf", "report.pdf"},
+	{"results-json-file", "results.json"},
+};
+
+bool
+ru_results_complete(const cJSON *job, const char *dir, char *why, size_t whylen)
+{
+	const cJSON *o;
+	char *path = tu_strdupf("%s/job.json", dir), *text = tu_read_file(path, NULL);
+	cJSON *j = text != NULL ? cJSON_Parse(text) : NULL;
+	bool ok = j != NULL;
+	DIR *d;
+
+	if (!ok)
+		snprintf(why, whylen, "%s is %s", path, text == NULL ? "missing" : "not JSON");
+	cJSON_Delete(j);
+	free(text);
+	free(path);
+	cJSON_ArrayForEach(o, cJSON_GetObjectItemCaseSensitive(job, "outputs"))
+	{
+		const char *itf =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "interface"));
+		const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
+		const char *rel = NULL;
+
+		if (!ok)
+			break;
+		for (size_t i = 0; i < GC_ARRAY_SIZE(output_paths) && itf != NULL; i++)
+			if (strcmp(output_paths[i][0], itf) == 0)
+				rel = output_paths[i][1];
+		if (rel == NULL) {
+			snprintf(why, whylen, "output '%s' is not known to the test",
+				 itf ? itf : "?");
+			return false;
+		}
+		path = tu_strdupf("%s/%s", dir, rel);
+		if (file != NULL) {
+			const char *want = cJSON_GetStringValue(
+			    cJSON_GetObjectItemCaseSensitive(file, "sha256"));
+			char sha[SHA256_HEX_SIZE] = "";
+
+			if (access(path, F_OK) == 0)
+				ru_sha256(path, sha);
+			ok = want != NULL && strcmp(sha, want) == 0;
+			if (!ok)
+				snprintf(why, whylen,
+					 "%s: sha256 '%.12s' is not the output's %.12s", path, sha,
+					 want ? want : "?");
+		} else {
+			text = tu_read_file(path, NULL);
+			j = text != NULL ? cJSON_Parse(text) : NULL;
+			ok = j != NULL &&
+			     cJSON_Compare(j, cJSON_GetObjectItemCaseSensitive(o, "value"), true);
+			if (!ok)
+				snprintf(why, whylen, "%s: %s is not the output's value", path,
+					 text != NULL ? text : "(missing)");
+			cJSON_Delete(j);
+			free(text);
+		}
+		free(path);
+	}
+	d = opendir(dir);
+	if (ok && d == NULL) {
+		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+		ok = false;
+	}
+	for (struct dirent *de; ok && (de = readdir(d)) != NULL;) {
+		size_t n = strlen(de->d_name);
+
+		if (n >= 12 && strcmp(de->d_name + n - 12, ".gcdrop-part") == 0) {
+			snprintf(why, whylen, "%s/%s: a temporary file is left", dir, de->d_name);
+			ok = false;
+		}
+	}
+	if (d != NULL)
+		closedir(d);
+	return ok;
+}
+
+bool
+ru_job_input_is(const cJSON *st, const cJSON *job, const char *sha, char *why, size_t whylen)
+{
+	const cJSON *in;
+	int images = 0;
+
+	cJSON_ArrayForEach(in, cJSON_GetObjectItemCaseSensitive(job, "inputs"))
+	{
+		const char *img =
+		    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(in, "image"));
+		char **shas;
+		int n;
+
+		if (img == NULL)
+			continue;
+		images++;
+		shas = ru_fg_image_shas(st, img, &n);
+		if (n != 1 || strcmp(shas[0], sha) != 0) {
+			snprintf(why, whylen,
+				 "input image %s has %d file(s), sha256 %.12s, not %.12s", img, n,
+				 n > 0 ? shas[0] : "-", sha);
+			ru_strv_free(shas, n);
+			return false;
+		}
+		ru_strv_free(shas, n);
+	}
+	if (images != 1) {
+		snprintf(why, whylen, "%d image inputs", images);
+		return false;
+	}
+	return true;
 }
 
 static const char *grep_needle;

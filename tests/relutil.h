@@ -54,7 +54,10 @@ long ru_env_long(const char *name, long fallback);
  * start the emulator (opts->tls is forced on) and write its token to token_path.
  */
 void ru_setup(struct ru_env *e, const char *tag, const struct fakegc_opts *opts);
-/* Kill the daemon if it runs, stop the emulator, remove the directory. */
+/*
+ * Kill the daemon if it runs, stop the emulator, remove the directory (kept, and its
+ * path printed, when $GCDROP_TEST_KEEP is set: for a failure's post-mortem).
+ */
 void ru_teardown(struct ru_env *e);
 
 /* dir/<name>, created (mode 0755). Returns a malloc'd path. */
@@ -146,6 +149,21 @@ char *ru_url_pk(const char *url);
 int ru_grep_tree(const char *path, const char *needle);
 /* Does the string contain the needle? (for status output, messages) */
 bool ru_has(const char *hay, const char *needle);
+
+/*
+ * Is the result folder 'dir' of an algorithm case complete for 'job' (an element
+ * of the emulator state's "jobs")? job.json is there and is JSON, every output of
+ * the job is there (a file output byte-identical: its sha256; a value output as
+ * the same JSON) at its socket's relative path, and no temporary file
+ * (*.gcdrop-part) is left. When not, says why in 'why'.
+ */
+bool ru_results_complete(const cJSON *job, const char *dir, char *why, size_t whylen);
+/*
+ * Is the job's only image input the file with sha256 'sha'? (the job of an
+ * algorithm case of one image file). When not, says why in 'why'.
+ */
+bool ru_job_input_is(const cJSON *st, const cJSON *job, const char *sha, char *why,
+		     size_t whylen);
 
 /* PRAGMA integrity_check of the queue through the store's API; 0 when ok (msg otherwise). */
 int ru_integrity(const struct ru_env *e, char **reterr_msg);

@@ -11,6 +11,7 @@ import random
 import re
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 
 class FaultError(ValueError):
@@ -66,7 +67,7 @@ class Faults:
         if not isinstance(cfg, dict):
             raise FaultError("the fault configuration must be a JSON object")
         known = {"seed", "rules", "down", "jobs", "imports", "complete", "presign_quota",
-                 "limits"}
+                 "limits", "media_host"}
         unknown = set(cfg) - known
         if unknown:
             raise FaultError(f"unknown keys {sorted(unknown)}")
@@ -93,6 +94,7 @@ class Faults:
             c = cfg.get("complete")
             self.complete = dict(c, left=c.get("count", 1)) if c else None
             self.presign_quota = int((cfg.get("presign_quota") or {}).get("count", 0))
+            self.media_host = cfg.get("media_host")
             self.hits = {}
         with self.em.state.lock:
             self.em.limits.clear()
@@ -193,6 +195,17 @@ class Faults:
                 self._hit("presign_quota")
                 return True
         return False
+
+    def media_location(self, url):
+        """The /media/ redirect's target, moved to the host "media_host" names (another
+        origin: a client must not send its token there)."""
+        with self.lock:
+            if not self.media_host:
+                return url
+            self._hit("media_host")
+            split = urlsplit(url)
+            netloc = self.media_host + (f":{split.port}" if split.port else "")
+            return urlunsplit(split._replace(netloc=netloc))
 
     def report(self):
         with self.lock:

@@ -29,7 +29,8 @@ def serve_image(emulator, headers, params):
     name = f"images/{params['pa']}/{params['pb']}/{params['pk']}/{params['path']}"
     if "protected/" + name not in emulator.media_objects:
         raise html_error(404, "Not Found")
-    return Response(302, b"", headers={"Location": emulator.s3.signed_get("protected/" + name)},
+    return Response(302, b"", headers={"Location": emulator.faults.media_location(
+        emulator.s3.signed_get("protected/" + name))},
                     content_type="text/html; charset=utf-8")
 
 
@@ -51,7 +52,8 @@ def serve_civ(emulator, headers, params):
     if name != "protected/" + "components/componentinterfacevalue/" + \
             f"{params['a']}/{params['b']}/{params['pk']}/{params['path']}":
         raise html_error(404, "Not Found")
-    return Response(302, b"", headers={"Location": emulator.s3.signed_get(name)},
+    return Response(302, b"", headers={"Location": emulator.faults.media_location(
+        emulator.s3.signed_get(name))},
                     content_type="text/html; charset=utf-8")
 
 

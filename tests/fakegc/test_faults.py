@@ -167,3 +167,19 @@ class TestPlatformFaults(EmulatorCase):
         self.assertEqual(hist[0], ["Validating inputs", "Queued", "Provisioned", "Executing"])
         r = self.c.post("/__fakegc__/faults", {"jobs": [{"stall": "Succeeded"}]}, token=None)
         self.assertEqual(r.status, 400)
+
+    def test_media_host(self):
+        alg = self.c.get("algorithms/?slug=demo-algorithm").json["results"][0]
+        up = self.c.upload("a.mha", mha())
+        j = self.c.post("algorithms/jobs/", {"algorithm": alg["api_url"], "inputs": [
+            {"interface": "generic-medical-image", "user_uploads": [up["api_url"]]}]}).json
+        self.step(8)
+        outs = {o["interface"]["slug"]: o
+                for o in self.c.get(f"algorithms/jobs/{j['pk']}/").json["outputs"]}
+        self.c.faults({"media_host": "localhost"})
+        loc = self.c.get(outs["report-pdf"]["file"]).headers["Location"]
+        self.assertEqual(urlsplit(loc).hostname, "localhost")
+        self.assertEqual(urlsplit(loc).port, urlsplit(self.base).port)
+        self.assertTrue(self.c.get(loc, token=None).body.startswith(b"%PDF"))
+        self.assertEqual(self.c.get("/__fakegc__/faults", token=None).json["hits"],
+                         {"media_host": 1})
