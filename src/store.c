@@ -148,7 +148,7 @@ static const char *const migrations[] = {
 	"	parts_done INTEGER NOT NULL DEFAULT 0,\n"
 	"	bytes_done INTEGER NOT NULL DEFAULT 0,\n"
 	"	completed INTEGER NOT NULL DEFAULT 0,\n"
-	"	sha256 TEXT,\n"
+	"	sha256 TEXT,\n"	/* no longer written (a whole-file hash at completion) */
 	"	UNIQUE (case_id, relpath)\n"
 	");\n"
 	"CREATE TABLE parts (\n"
@@ -228,7 +228,7 @@ static const char *const migrations[] = {
 
 #define FILE_COLS                                                                                  \
 	"id, case_id, relpath, upload_name, socket, size, mtime_ns, upload_pk, "                   \
-	"upload_url, multipart_id, parts_done, bytes_done, completed, sha256"
+	"upload_url, multipart_id, parts_done, bytes_done, completed"
 
 /*
  * What `gcdrop status` reads per case (store_status_foreach): the table's
@@ -374,8 +374,7 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_FILE_RESET] =
 		"UPDATE files SET upload_pk = NULL, upload_url = NULL, multipart_id = NULL, "
 		"parts_done = 0, bytes_done = 0, completed = 0 WHERE id = ?1",
-	[ST_FILE_COMPLETED] = "UPDATE files SET completed = 1, sha256 = coalesce(?2, sha256) "
-			      "WHERE id = ?1",
+	[ST_FILE_COMPLETED] = "UPDATE files SET completed = 1 WHERE id = ?1",
 	[ST_PARTS_DELETE] = "DELETE FROM parts WHERE file_id = ?1",
 	[ST_PART_PUT] =
 		"INSERT INTO parts (file_id, number, etag, size) VALUES (?1, ?2, ?3, ?4) "
@@ -2131,7 +2130,6 @@ store_file_clear(struct store_file *f)
 	free(f->upload_pk);
 	free(f->upload_url);
 	free(f->multipart_id);
-	free(f->sha256);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -2156,8 +2154,7 @@ file_from_row(sqlite3_stmt *st, struct store_file *f)
 	f->completed = sqlite3_column_int(st, 12) != 0;
 	if (col_dup(st, 2, &f->relpath) < 0 || col_dup(st, 3, &f->upload_name) < 0 ||
 	    col_dup(st, 4, &f->socket) < 0 || col_dup(st, 7, &f->upload_pk) < 0 ||
-	    col_dup(st, 8, &f->upload_url) < 0 || col_dup(st, 9, &f->multipart_id) < 0 ||
-	    col_dup(st, 13, &f->sha256) < 0) {
+	    col_dup(st, 8, &f->upload_url) < 0 || col_dup(st, 9, &f->multipart_id) < 0) {
 		store_file_clear(f);
 		return -ENOMEM;
 	}
@@ -2313,7 +2310,7 @@ out:
 	return txn_end(store, r);
 }
 
-/* The file keeps its sha256; everything about the upload is forgotten. -ENOENT. */
+/* Everything about the file's upload is forgotten, its parts too. -ENOENT. */
 int
 store_file_reset_upload(struct store *store, int64_t file_id)
 {
@@ -2335,9 +2332,9 @@ out:
 	return txn_end(store, r);
 }
 
-/* Mark the file's upload complete; a NULL sha256 keeps the recorded one. -ENOENT. */
+/* Mark the file's upload complete. -ENOENT. */
 int
-store_file_set_completed(struct store *store, int64_t file_id, const char *sha256)
+store_file_set_completed(struct store *store, int64_t file_id)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -2346,7 +2343,6 @@ store_file_set_completed(struct store *store, int64_t file_id, const char *sha25
 	if (r < 0)
 		return r;
 	bind_i64(store, st, 1, file_id);
-	bind_text(store, st, 2, sha256);
 	return run_one(store, ST_FILE_COMPLETED, st);
 }
 

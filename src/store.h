@@ -120,7 +120,6 @@ struct store_file {
 	int parts_done;
 	int64_t bytes_done;
 	bool completed;		/* complete-multipart-upload answered 200 */
-	char *sha256;		/* hex, NULL until computed */
 };
 
 void store_file_clear(struct store_file *f);
@@ -209,7 +208,7 @@ int store_file_set_upload(struct store *store, int64_t file_id, const char *uplo
 			  const char *upload_url, const char *multipart_id) GC_WUR;
 /* Forget the upload of a file (expired, aborted): parts are dropped too. */
 int store_file_reset_upload(struct store *store, int64_t file_id) GC_WUR;
-int store_file_set_completed(struct store *store, int64_t file_id, const char *sha256) GC_WUR;
+int store_file_set_completed(struct store *store, int64_t file_id) GC_WUR;
 
 struct store_part {
 	int number;

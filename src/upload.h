@@ -10,7 +10,7 @@
  *   create  -> store_file_set_upload (pk, api_url, s3_upload_id) at once;
  *   presign -> URLs kept in memory only (they expire; asking again is free);
  *   PUT     -> store_part_done (number, ETag, size) for every part;
- *   complete-> store_file_set_completed (with the file's sha256).
+ *   complete-> store_file_set_completed.
  *
  * After a restart a file with an upload but not completed first lists the
  * parts the platform holds (list-parts) and keeps those whose size is right;
@@ -81,10 +81,8 @@ struct upload_file {
 	int in_flight;		/* PUTs out */
 	int parts_done;
 	int64_t bytes_done;	/* bytes of parts recorded */
-	char sha256[SHA256_HEX_SIZE];	/* "" until known */
 	enum upload_phase check_from;	/* a GET of the upload is due (check) ... */
 	bool check;			/* ... after a refusal in this phase */
-	bool hash_only;			/* completed on the platform: only the sha256 is missing */
 };
 
 /*
