@@ -1350,6 +1350,16 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "uploading", c->bytes_total,
 			 "uploading %zu file(s), %" PRId64 " bytes", c->n_files, c->bytes_total);
 	}
+	/*
+	 * The walk and the candidate slugs served RESOLVE and PREPARE only (the
+	 * map refers to files by index, and c->files is what comes next): a case
+	 * of many files does not keep a second copy of its file list.
+	 */
+	scan_result_clear(&c->scan);
+	c->have_scan = false;
+	casemap_names_free(c->cands, c->n_cands);
+	c->cands = NULL;
+	c->n_cands = 0;
 	c->phase = c->state == STORE_IMPORTING && !is_alg(c) ? PC_IMPORT : PC_UPLOAD;
 	if (c->phase == PC_IMPORT)
 		build_import(p, c);

@@ -163,13 +163,10 @@ upload_file_init(struct upload_file *uf, struct store *store, const struct store
 
 		uf->root_len = slash != NULL ? (size_t)(slash - case_root) : 0;
 	}
-	if (single_file)
-		uf->path = strdup(case_root);
-	else if (asprintf(&uf->path, "%s/%s", case_root, f->relpath) < 0)
-		uf->path = NULL;
+	uf->case_root = case_root;
+	uf->single_file = single_file;
 	r = -ENOMEM;
-	if (uf->path == NULL || set_str(&uf->relpath, f->relpath) < 0 ||
-	    set_str(&uf->upload_name, f->upload_name) < 0 || set_str(&uf->socket, f->socket) < 0)
+	if (set_str(&uf->relpath, f->relpath) < 0 || set_str(&uf->upload_name, f->upload_name) < 0)
 		goto fail;
 	if (f->upload_pk == NULL) {
 		uf->phase = UPLOAD_NEED_CREATE;
@@ -210,10 +207,8 @@ void
 upload_file_done(struct upload_file *uf)
 {
 	free_parts(uf);
-	free(uf->path);
 	free(uf->relpath);
 	free(uf->upload_name);
-	free(uf->socket);
 	api_upload_clear(&uf->up);
 	memset(uf, 0, sizeof(*uf));
 }
@@ -245,7 +240,11 @@ new_op(struct upload_file *uf, enum pipeline_op_kind kind)
 	     set_str(&op->upload.api_url, uf->up.api_url) < 0 ||
 	     set_str(&op->upload.s3_upload_id, uf->up.s3_upload_id) < 0))
 		return pipeline_op_free(op);
-	if (set_str(&op->path, uf->path) < 0)
+	if (uf->single_file)
+		op->path = strdup(uf->case_root);
+	else if (asprintf(&op->path, "%s/%s", uf->case_root, uf->relpath) < 0)
+		op->path = NULL;
+	if (op->path == NULL)
 		return pipeline_op_free(op);
 	op->root_len = uf->root_len;
 	return op;
@@ -411,6 +410,9 @@ record_completed(struct upload_file *uf, struct store *store)
 	if (store_file_set_completed(store, uf->file_id) < 0)
 		return UPLOAD_ERROR;
 	free_parts(uf);
+	/* Done: only the pk (a later check) and the api_url (the import) are needed. */
+	free(uf->up.s3_upload_id);
+	uf->up.s3_upload_id = NULL;
 	uf->phase = UPLOAD_DONE;
 	uf->parts_done = uf->n_parts;
 	uf->bytes_done = uf->size;
@@ -558,6 +560,11 @@ upload_file_on_done(struct upload_file *uf, struct store *store, struct pipeline
 		api_upload_clear(&uf->up);
 		uf->up = op->upload;
 		memset(&op->upload, 0, sizeof(op->upload));
+		/* Held per file for the whole case: keep only what later steps use. */
+		free(uf->up.filename);
+		free(uf->up.status);
+		uf->up.filename = NULL;
+		uf->up.status = NULL;
 		if (alloc_parts(uf) < 0)
 			return UPLOAD_ERROR;
 		uf->phase = UPLOAD_PARTS;
