@@ -557,15 +557,17 @@ upload_file_on_done(struct upload_file *uf, struct store *store, struct pipeline
 				 "cannot record the upload in the queue: %s", store_errmsg(store));
 			return UPLOAD_ERROR;
 		}
+		/*
+		 * Held per file for the whole case: keep only what later steps use,
+		 * and copy it here, on the main thread. Moving the worker's strings
+		 * would pin pages of the worker's malloc arena between the transient
+		 * allocations of its requests: with thousands of files that
+		 * fragmentation cost more memory than the strings themselves.
+		 */
 		api_upload_clear(&uf->up);
-		uf->up = op->upload;
-		memset(&op->upload, 0, sizeof(op->upload));
-		/* Held per file for the whole case: keep only what later steps use. */
-		free(uf->up.filename);
-		free(uf->up.status);
-		uf->up.filename = NULL;
-		uf->up.status = NULL;
-		if (alloc_parts(uf) < 0)
+		if (set_str(&uf->up.pk, op->upload.pk) < 0 ||
+		    set_str(&uf->up.api_url, op->upload.api_url) < 0 ||
+		    set_str(&uf->up.s3_upload_id, op->upload.s3_upload_id) < 0 || alloc_parts(uf) < 0)
 			return UPLOAD_ERROR;
 		uf->phase = UPLOAD_PARTS;
 		return UPLOAD_PROGRESS;
