@@ -558,11 +558,9 @@ upload_file_on_done(struct upload_file *uf, struct store *store, struct pipeline
 			return UPLOAD_ERROR;
 		}
 		/*
-		 * Held per file for the whole case: keep only what later steps use,
-		 * and copy it here, on the main thread. Moving the worker's strings
-		 * would pin pages of the worker's malloc arena between the transient
-		 * allocations of its requests: with thousands of files that
-		 * fragmentation cost more memory than the strings themselves.
+		 * Held per file for the whole case: keep only what later steps use
+		 * (pk, api_url, the multipart id), copied on the main thread; the
+		 * rest of the answer goes with the op.
 		 */
 		api_upload_clear(&uf->up);
 		if (set_str(&uf->up.pk, op->upload.pk) < 0 ||
