@@ -565,7 +565,8 @@ upload_file_on_done(struct upload_file *uf, struct store *store, struct pipeline
 		api_upload_clear(&uf->up);
 		if (set_str(&uf->up.pk, op->upload.pk) < 0 ||
 		    set_str(&uf->up.api_url, op->upload.api_url) < 0 ||
-		    set_str(&uf->up.s3_upload_id, op->upload.s3_upload_id) < 0 || alloc_parts(uf) < 0)
+		    set_str(&uf->up.s3_upload_id, op->upload.s3_upload_id) < 0 ||
+		    alloc_parts(uf) < 0)
 			return UPLOAD_ERROR;
 		uf->phase = UPLOAD_PARTS;
 		return UPLOAD_PROGRESS;
