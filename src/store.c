@@ -48,7 +48,9 @@
  * equal and not zero is the sync skipped; DDL-only commits (zero rows) are
  * synced. The connection runs with synchronous=NORMAL and the hook syncs the
  * -wal file itself (SQLITE_FCNTL_JOURNAL_POINTER, xSync), so that the
- * decision is made per commit; the hook replaces SQLite's automatic
+ * decision is made per commit (FULL would also pad a synced commit to a sector
+ * boundary on storage without powersafe overwrite; the unix VFS assumes it,
+ * so FULL does not pad here either); the hook replaces SQLite's automatic
  * checkpoint, so it checkpoints at the same threshold (1000 frames). The
  * daemon batches the writes of one loop turn in one store_begin()/
  * store_commit(), so a sync is paid per turn at most. The read-write handle
