@@ -138,6 +138,7 @@ struct pl_case {
 	bool have_map;
 	struct upload_file *files;
 	size_t n_files;
+	size_t first_open;		/* files[0 .. first_open) are all uploaded */
 	struct dest_import imp;
 	bool have_imp;
 	struct jobs_run run;		/* algorithm watches */
@@ -1195,6 +1196,30 @@ adv_resolve(struct pipeline *p, struct pl_case *c, int64_t now)
 	c->waiting = op;
 }
 
+/*
+ * The row of 'relpath' in 'files', which store_file_list() gives in relpath
+ * order (SQLite's BINARY collation, memcmp; relpaths hold no NUL, so strcmp
+ * orders them the same way): a binary search, not a scan per file.
+ */
+static struct store_file *
+file_by_relpath(struct store_file *files, size_t n, const char *relpath)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int d = strcmp(files[mid].relpath, relpath);
+
+		if (d == 0)
+			return &files[mid];
+		if (d < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 static int
 set_values(struct pipeline *p, struct pl_case *c, char **names)
 {
@@ -1222,11 +1247,8 @@ set_values(struct pipeline *p, struct pl_case *c, char **names)
 			continue;
 		for (size_t k = 0; k < cv->n_files; k++) {
 			const struct scan_entry *e = &c->scan.entries[cv->files[k]];
-			struct store_file *f = NULL;
+			struct store_file *f = file_by_relpath(files, nf, e->relpath);
 
-			for (size_t i = 0; i < nf; i++)
-				if (strcmp(files[i].relpath, e->relpath) == 0)
-					f = &files[i];
 			if (f == NULL) {
 				r = -ESTALE;
 				goto out;
@@ -1328,6 +1350,16 @@ adv_prepare(struct pipeline *p, struct pl_case *c)
 		case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "uploading", c->bytes_total,
 			 "uploading %zu file(s), %" PRId64 " bytes", c->n_files, c->bytes_total);
 	}
+	/*
+	 * The walk and the candidate slugs served RESOLVE and PREPARE only (the
+	 * map refers to files by index, and c->files is what comes next): a case
+	 * of many files does not keep a second copy of its file list.
+	 */
+	scan_result_clear(&c->scan);
+	c->have_scan = false;
+	casemap_names_free(c->cands, c->n_cands);
+	c->cands = NULL;
+	c->n_cands = 0;
 	c->phase = c->state == STORE_IMPORTING && !is_alg(c) ? PC_IMPORT : PC_UPLOAD;
 	if (c->phase == PC_IMPORT)
 		build_import(p, c);
@@ -1443,18 +1475,24 @@ build_import(struct pipeline *p, struct pl_case *c)
 	c->have_imp = true;
 }
 
+/*
+ * UPLOAD: hand out the next ops of the files, in order, within the budget.
+ * Files finish roughly in order, so the done prefix is skipped with a cursor
+ * (first_open) instead of being walked on every turn: with many files a walk
+ * over all of them per op result made a case's cost grow with the square of
+ * its file count.
+ */
 static void
 adv_upload(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 {
-	bool all = true;
-
-	for (size_t i = 0; i < c->n_files && budget > 0; i++) {
+	while (c->first_open < c->n_files && c->files[c->first_open].phase == UPLOAD_DONE)
+		c->first_open++;
+	for (size_t i = c->first_open; i < c->n_files && budget > 0; i++) {
 		struct upload_file *uf = &c->files[i];
 		int n;
 
 		if (uf->phase == UPLOAD_DONE)
 			continue;
-		all = false;
 		n = upload_file_next(uf, now, budget, &c->waiting);
 		if (n > 0) {
 			budget -= n;
@@ -1462,9 +1500,9 @@ adv_upload(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 				op->owner = c;
 		}
 	}
-	for (size_t i = 0; i < c->n_files; i++)
-		all = all && c->files[i].phase == UPLOAD_DONE;
-	if (!all || c->inflight > 0 || c->waiting != NULL)
+	while (c->first_open < c->n_files && c->files[c->first_open].phase == UPLOAD_DONE)
+		c->first_open++;
+	if (c->first_open < c->n_files || c->inflight > 0 || c->waiting != NULL)
 		return;
 	if (is_alg(c)) {
 		/* The case stays "uploading" until the job exists ("submitted"). */
@@ -1616,6 +1654,7 @@ adv_check(struct pipeline *p, struct pl_case *c)
 	}
 	case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "uploading", -1,
 		 "some uploads expired on the platform; sending them again");
+	c->first_open = 0;	/* some files are no longer done */
 	c->phase = PC_UPLOAD;
 }
 

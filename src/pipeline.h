@@ -34,7 +34,6 @@
 #include "api.h"
 #include "attrs.h"
 #include "pool.h"
-#include "sha256.h"
 
 struct config;
 struct store;
@@ -48,7 +47,7 @@ enum pipeline_op_kind {
 	PIPELINE_OP_UPLOAD_CREATE,
 	PIPELINE_OP_UPLOAD_PRESIGN,
 	PIPELINE_OP_UPLOAD_PUT,
-	PIPELINE_OP_UPLOAD_COMPLETE,	/* fstat check, sha256 of the file, then complete */
+	PIPELINE_OP_UPLOAD_COMPLETE,	/* fstat check (size, mtime), then complete */
 	PIPELINE_OP_UPLOAD_ABORT,
 	PIPELINE_OP_UPLOAD_LIST_PARTS,
 	PIPELINE_OP_UPLOAD_GET,
@@ -125,7 +124,6 @@ struct pipeline_op {
 	struct api_error err;
 	bool changed;			/* the file changed or vanished (size, mtime, missing) */
 	char *etag;			/* PUT */
-	char sha256[SHA256_HEX_SIZE];	/* complete */
 	char **urls;			/* presign: one per number */
 	struct api_session session;	/* session create / get */
 	struct api_item item_out;	/* item create / find / patch / get */

@@ -40,6 +40,25 @@ iso_time(int64_t t, char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A file's mtime as ISO 8601 UTC with its nanoseconds ("...T12:00:00.000000001Z"). */
+static void
+iso_time_ns(int64_t ns, char out[48])
+{
+	int64_t sec = ns / 1000000000, frac = ns % 1000000000;
+	time_t tt;
+	struct tm tm;
+	size_t n;
+
+	if (frac < 0) {
+		frac += 1000000000;
+		sec--;
+	}
+	tt = (time_t)sec;
+	gmtime_r(&tt, &tm);
+	n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 48 - n, ".%09" PRId64 "Z", frac);
+}
+
 static cJSON *
 add_str(cJSON *o, const char *k, const char *v)
 {
@@ -55,7 +74,7 @@ results_receipt_build(struct store *store, int64_t case_id, const struct results
 	struct store_remote *rem = NULL;
 	size_t nf = 0, nr = 0;
 	cJSON *root = NULL, *o, *arr;
-	char t[32];
+	char t[48];
 	char *text;
 	int r;
 
@@ -115,7 +134,9 @@ results_receipt_build(struct store *store, int64_t case_id, const struct results
 			goto out;
 		add_str(x, "path", files[i].relpath);
 		cJSON_AddNumberToObject(x, "size", (double)files[i].size);
-		add_str(x, "sha256", files[i].sha256);
+		/* What the upload was checked against: size and mtime, not a digest. */
+		iso_time_ns(files[i].mtime_ns, t);
+		add_str(x, "mtime", t);
 		add_str(x, "socket", files[i].socket);
 		add_str(x, "upload_name", files[i].upload_name);
 		add_str(x, "upload", files[i].upload_url);

@@ -2,8 +2,9 @@
  * results.h: receipts and what happens to a finished case's files (results_ prefix).
  *
  * The receipt, gcdrop-receipt.json, tells what a case became: its fingerprint,
- * every file with its size and sha256, the platform objects (pks and URLs) and
- * the times. It is written atomically (a temporary file in the same directory,
+ * every file with its size and mtime (what its upload was checked against; the
+ * content is not hashed), the platform objects (pks and URLs) and the times.
+ * It is written atomically (a temporary file in the same directory,
  * fsync, rename, fsync of the directory), either into results_dir/<case>/ when
  * the watch has a results_dir, or beside a case that was moved
  * (done_dir/<case>/gcdrop-receipt.json for a directory case,

@@ -891,6 +891,19 @@ scan_case(int watch_dirfd, const char *watch_root, const char *case_name,
 	}
 	if (w.n > 1)
 		qsort(w.entries, w.n, sizeof(*w.entries), entry_cmp);
+	/*
+	 * Give back the unused end of the array (it grows by doubling from 64):
+	 * results are kept while cases settle, and with thousands of one-file
+	 * cases settling at once the slack was most of the daemon's heap.
+	 */
+	if (w.n > 0 && w.n < w.alloc) {
+		struct scan_entry *p = realloc(w.entries, w.n * sizeof(*p));
+
+		if (p != NULL) {
+			w.entries = p;
+			w.alloc = w.n;
+		}
+	}
 	memset(ret, 0, sizeof(*ret));
 	ret->is_dir = S_ISDIR(st.st_mode);
 	for (size_t i = 0; i < w.n; i++)

@@ -9,16 +9,52 @@
  *
  * Journal and durability. The file is in WAL mode, so that `gcdrop status` (a
  * separate read-only connection) never blocks the daemon's writes and is never
- * blocked by them. We run with synchronous=FULL: in WAL mode that costs one
- * fsync of the -wal file per committed transaction, and it buys durability
- * against power loss, not only against SIGKILL. NORMAL would survive any kill
- * of the process (a committed transaction is in the -wal file when COMMIT
- * returns) but a power cut could drop the last transactions; among them could
- * be the intent recorded just before a create request (store_remote_intent),
- * and losing it could create an algorithm job twice, which spec section 3 rules
- * out even for power loss. The daemon batches the writes of one loop turn in
- * one store_begin()/store_commit(), so the fsync is paid per turn, not per
- * row. The read-write handle keeps the -wal and -shm files after close
+ * blocked by them. Every commit survives a kill of the process (a committed
+ * transaction is in the -wal file when COMMIT returns). Against power loss,
+ * every commit is synced (fdatasync of the -wal file before COMMIT returns,
+ * what synchronous=FULL does in WAL mode) except a commit whose changed rows
+ * all come from re-doable writes, which is left to the next synced commit or
+ * checkpoint (synchronous=NORMAL). The re-doable writes are store_part_done(),
+ * store_file_set_completed() and store_case_set_progress(); everything else
+ * (cases, states, events, upload pks, remote intents and objects, requests,
+ * outputs) is synced, so the intent recorded before a create request
+ * (store_remote_intent) and the upload pk recorded after one are on disk
+ * before the pipeline sends anything that depends on them, as before.
+ *
+ * Why losing re-doable commits is safe. The -wal file is a log whose frames are
+ * checksummed in a chain: after a power cut SQLite's recovery keeps a prefix
+ * of the commits, the last one whose frames are all intact. Syncing a commit
+ * therefore makes every earlier commit durable too, and what a power cut can
+ * take is only a run of re-doable commits after the last synced one. Those
+ * hold (1) part records: after a restart a file with an upload lists the
+ * parts the platform holds (list-parts) and that answer, not the store,
+ * decides which parts are sent (upload.h), so a lost part record costs at
+ * most that part's PUT again; (2) a completed flag: the file reconciles, the
+ * platform refuses list-parts of a completed upload, the GET of the upload
+ * that follows (contract 7.4) says Completed and the flag is recorded again:
+ * nothing is sent twice; (3) progress bytes, which only `gcdrop status`
+ * shows. Nothing that creates an object on the platform depends on a
+ * re-doable record alone: an import or a job starts after the case's state
+ * change (synced, so the completions before it are durable with it). A lost
+ * re-doable commit is thus the same as a SIGKILL just before it, which the
+ * pipeline's recovery handles, with at most a part re-sent; a case is never
+ * lost or doubled by it.
+ *
+ * How a commit is classified: sqlite3_total_changes64() counts every row
+ * changed on the connection; the re-doable functions add the rows they
+ * changed to redo_changes. At each commit (the WAL hook, which SQLite calls
+ * after every commit in WAL mode, before COMMIT returns) the rows changed
+ * since the last commit are compared with redo_changes: only when they are
+ * equal and not zero is the sync skipped; DDL-only commits (zero rows) are
+ * synced. The connection runs with synchronous=NORMAL and the hook syncs the
+ * -wal file itself (SQLITE_FCNTL_JOURNAL_POINTER, xSync), so that the
+ * decision is made per commit (FULL would also pad a synced commit to a sector
+ * boundary on storage without powersafe overwrite; the unix VFS assumes it,
+ * so FULL does not pad here either); the hook replaces SQLite's automatic
+ * checkpoint, so it checkpoints at the same threshold (1000 frames). The
+ * daemon batches the writes of one loop turn in one store_begin()/
+ * store_commit(), so a sync is paid per turn at most. The read-write handle
+ * keeps the -wal and -shm files after close
  * (SQLITE_FCNTL_PERSIST_WAL, the -wal truncated to zero bytes) so that readers
  * without write access to the state directory can still open the queue.
  *
@@ -97,6 +133,8 @@
 /* After a checkpoint the -wal file is cut back to this size. */
 #define STORE_WAL_LIMIT (8 * 1024 * 1024)
 #define STORE_ERRMSG_MAX 512
+/* Frames in the -wal file after which a commit checkpoints (SQLite's default). */
+#define STORE_WAL_CHECKPOINT_FRAMES 1000
 
 /*
  * The migrations. Never edit one that has shipped: add a new one. A test keeps
@@ -148,7 +186,7 @@ static const char *const migrations[] = {
 	"	parts_done INTEGER NOT NULL DEFAULT 0,\n"
 	"	bytes_done INTEGER NOT NULL DEFAULT 0,\n"
 	"	completed INTEGER NOT NULL DEFAULT 0,\n"
-	"	sha256 TEXT,\n"
+	"	sha256 TEXT,\n"	/* no longer written (a whole-file hash at completion) */
 	"	UNIQUE (case_id, relpath)\n"
 	");\n"
 	"CREATE TABLE parts (\n"
@@ -245,7 +283,7 @@ static const char *const migrations[] = {
 
 #define FILE_COLS                                                                                  \
 	"id, case_id, relpath, upload_name, socket, size, mtime_ns, upload_pk, "                   \
-	"upload_url, multipart_id, parts_done, bytes_done, completed, sha256"
+	"upload_url, multipart_id, parts_done, bytes_done, completed"
 
 /*
  * What `gcdrop status` reads per case (store_status_foreach): the table's
@@ -401,8 +439,7 @@ static const char *const stmt_sql[_ST_MAX] = {
 	[ST_FILE_RESET] =
 		"UPDATE files SET upload_pk = NULL, upload_url = NULL, multipart_id = NULL, "
 		"parts_done = 0, bytes_done = 0, completed = 0 WHERE id = ?1",
-	[ST_FILE_COMPLETED] = "UPDATE files SET completed = 1, sha256 = coalesce(?2, sha256) "
-			      "WHERE id = ?1",
+	[ST_FILE_COMPLETED] = "UPDATE files SET completed = 1 WHERE id = ?1",
 	[ST_PARTS_DELETE] = "DELETE FROM parts WHERE file_id = ?1",
 	[ST_PART_PUT] =
 		"INSERT INTO parts (file_id, number, etag, size) VALUES (?1, ?2, ?3, ?4) "
@@ -484,6 +521,11 @@ struct store {
 	bool txn_lost;
 	/* First error of the bind_*() calls since the last stmt_get(). */
 	int bind_rc;
+	/* Durability (see DESIGN): total changes at the last commit, re-doable ones since. */
+	int64_t changes_at_commit;
+	int64_t redo_changes;
+	uint64_t commits_synced;
+	uint64_t commits_relaxed;
 	sqlite3_stmt *stmts[_ST_MAX];
 	char errmsg[STORE_ERRMSG_MAX];
 };
@@ -1007,6 +1049,9 @@ store_rollback(struct store *store)
 	r = stmt_exec(store, ST_ROLLBACK);
 	store->depth = 0;
 	store->txn_lost = false;
+	/* What was rolled back is not in the -wal file: the next commit starts afresh. */
+	store->redo_changes = 0;
+	store->changes_at_commit = sqlite3_total_changes64(store->db);
 	return r;
 }
 
@@ -1019,6 +1064,78 @@ txn_end(struct store *s, int r)
 		return r;
 	}
 	return store_commit(s);
+}
+
+/*
+ * A re-doable write (see DESIGN) runs between redo_begin() and redo_end(): its
+ * own (nested) transaction, whose changed rows are counted as re-doable before
+ * it commits.
+ */
+static int
+redo_begin(struct store *s, int64_t *ret_before)
+{
+	int r = store_begin(s);
+
+	if (r == 0)
+		*ret_before = sqlite3_total_changes64(s->db);
+	return r;
+}
+
+static int
+redo_end(struct store *s, int64_t before, int r)
+{
+	if (r == 0)
+		s->redo_changes += sqlite3_total_changes64(s->db) - before;
+	return txn_end(s, r);
+}
+
+/* fdatasync of the -wal file: what synchronous=FULL does after a commit. */
+static int
+wal_sync(sqlite3 *db)
+{
+	sqlite3_file *f = NULL;
+	int rc = sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	if (f == NULL || f->pMethods == NULL)
+		return SQLITE_IOERR_FSYNC;
+	return f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+}
+
+/*
+ * SQLite calls this after every commit in WAL mode, before the COMMIT (or the
+ * autocommit statement) returns; an error it returns is that statement's error
+ * (the commit itself stands). It syncs the commit unless it was re-doable only,
+ * and checkpoints like SQLite's own hook, which it replaces.
+ */
+static int
+wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+	struct store *s = ud;
+	int64_t total = sqlite3_total_changes64(db);
+	int64_t delta = total - s->changes_at_commit;
+	bool relaxed = delta > 0 && delta == s->redo_changes;
+	int rc = SQLITE_OK;
+
+	s->changes_at_commit = total;
+	s->redo_changes = 0;
+	if (relaxed) {
+		s->commits_relaxed++;
+	} else {
+		rc = wal_sync(db);
+		s->commits_synced++;
+	}
+	if (rc == SQLITE_OK && frames >= STORE_WAL_CHECKPOINT_FRAMES)
+		(void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	return rc;
+}
+
+void
+store_sync_stats(const struct store *store, uint64_t *ret_synced, uint64_t *ret_relaxed)
+{
+	*ret_synced = store->commits_synced;
+	*ret_relaxed = store->commits_relaxed;
 }
 
 /* ---- open and close ---- */
@@ -1419,8 +1536,13 @@ store_open(const char *state_dir, int flags, struct store **ret_store, char **re
 
 		sqlite3_file_control(s->db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
 		r = exec_sql(s, "PRAGMA journal_mode = WAL");
+		/* NORMAL, and the WAL hook syncs every commit that is not re-doable only. */
 		if (r == 0)
-			r = exec_sql(s, "PRAGMA synchronous = FULL");
+			r = exec_sql(s, "PRAGMA synchronous = NORMAL");
+		if (r == 0) {
+			s->changes_at_commit = sqlite3_total_changes64(s->db);
+			sqlite3_wal_hook(s->db, wal_hook, s);
+		}
 		if (r == 0)
 			r = exec_sql(s, "PRAGMA foreign_keys = ON");
 		if (r == 0) {
@@ -1795,22 +1917,27 @@ out:
 	return txn_end(store, r);
 }
 
-/* Record the case's transfer progress; no event (it is written often). -ENOENT. */
+/* Record the case's transfer progress; no event (it is written often). Re-doable. -ENOENT. */
 int
 store_case_set_progress(struct store *store, int64_t id, int64_t bytes_done, int64_t bytes_total)
 {
 	sqlite3_stmt *st;
+	int64_t before;
 	int r;
 
-	r = stmt_get(store, ST_CASE_PROGRESS, &st);
+	r = redo_begin(store, &before);
 	if (r < 0)
 		return r;
+	r = stmt_get(store, ST_CASE_PROGRESS, &st);
+	if (r < 0)
+		goto out;
 	bind_i64(store, st, 1, id);
 	bind_i64(store, st, 2, bytes_done);
 	bind_i64(store, st, 3, bytes_total);
 	r = case_update(store, st, id, 0);
 	stmt_put(store, ST_CASE_PROGRESS, st);
-	return r;
+out:
+	return redo_end(store, before, r);
 }
 
 /* Record (or with NULL clear) the case's results folder. -ENOENT. */
@@ -2175,7 +2302,6 @@ store_file_clear(struct store_file *f)
 	free(f->upload_pk);
 	free(f->upload_url);
 	free(f->multipart_id);
-	free(f->sha256);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -2200,8 +2326,7 @@ file_from_row(sqlite3_stmt *st, struct store_file *f)
 	f->completed = sqlite3_column_int(st, 12) != 0;
 	if (col_dup(st, 2, &f->relpath) < 0 || col_dup(st, 3, &f->upload_name) < 0 ||
 	    col_dup(st, 4, &f->socket) < 0 || col_dup(st, 7, &f->upload_pk) < 0 ||
-	    col_dup(st, 8, &f->upload_url) < 0 || col_dup(st, 9, &f->multipart_id) < 0 ||
-	    col_dup(st, 13, &f->sha256) < 0) {
+	    col_dup(st, 8, &f->upload_url) < 0 || col_dup(st, 9, &f->multipart_id) < 0) {
 		store_file_clear(f);
 		return -ENOMEM;
 	}
@@ -2357,7 +2482,7 @@ out:
 	return txn_end(store, r);
 }
 
-/* The file keeps its sha256; everything about the upload is forgotten. -ENOENT. */
+/* Everything about the file's upload is forgotten, its parts too. -ENOENT. */
 int
 store_file_reset_upload(struct store *store, int64_t file_id)
 {
@@ -2379,19 +2504,24 @@ out:
 	return txn_end(store, r);
 }
 
-/* Mark the file's upload complete; a NULL sha256 keeps the recorded one. -ENOENT. */
+/* Mark the file's upload complete. Re-doable (see DESIGN). -ENOENT. */
 int
-store_file_set_completed(struct store *store, int64_t file_id, const char *sha256)
+store_file_set_completed(struct store *store, int64_t file_id)
 {
 	sqlite3_stmt *st;
+	int64_t before;
 	int r;
 
-	r = stmt_get(store, ST_FILE_COMPLETED, &st);
+	r = redo_begin(store, &before);
 	if (r < 0)
 		return r;
+	r = stmt_get(store, ST_FILE_COMPLETED, &st);
+	if (r < 0)
+		goto out;
 	bind_i64(store, st, 1, file_id);
-	bind_text(store, st, 2, sha256);
-	return run_one(store, ST_FILE_COMPLETED, st);
+	r = run_one(store, ST_FILE_COMPLETED, st);
+out:
+	return redo_end(store, before, r);
 }
 
 /*
@@ -2403,14 +2533,14 @@ store_file_set_completed(struct store *store, int64_t file_id, const char *sha25
 int
 store_part_done(struct store *store, int64_t file_id, int number, const char *etag, int64_t size)
 {
-	int64_t old_size = 0;
+	int64_t old_size = 0, before;
 	bool had = false;
 	sqlite3_stmt *st;
 	int r;
 
 	if (etag == NULL || number < 1)
 		return -EINVAL;
-	r = store_begin(store);
+	r = redo_begin(store, &before);
 	if (r < 0)
 		return r;
 	r = stmt_get(store, ST_PART_OLD, &st);
@@ -2446,7 +2576,7 @@ store_part_done(struct store *store, int64_t file_id, int number, const char *et
 	bind_i64(store, st, 3, size - old_size);
 	r = run_one(store, ST_PART_ADD, st);
 out:
-	return txn_end(store, r);
+	return redo_end(store, before, r);
 }
 
 static int

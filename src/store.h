@@ -75,10 +75,19 @@ const char *store_errmsg(struct store *store);
 int store_schema_version(void);
 int store_file_version(struct store *store);
 
-/* Run a group of writes in one transaction (used to batch per loop turn). */
+/*
+ * Run a group of writes in one transaction (used to batch per loop turn).
+ * A commit is synced to disk before it returns unless every row it changed
+ * came from a re-doable write (store_part_done, store_file_set_completed,
+ * store_case_set_progress): those may be lost to a power cut, never to a kill,
+ * and a synced commit makes every earlier one durable (store.c, DESIGN).
+ */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
 int store_rollback(struct store *store);
+
+/* Commits of this handle synced to disk, and those left to a later sync (re-doable only). */
+void store_sync_stats(const struct store *store, uint64_t *ret_synced, uint64_t *ret_relaxed);
 
 /* ---- cases ---- */
 
@@ -120,7 +129,6 @@ struct store_file {
 	int parts_done;
 	int64_t bytes_done;
 	bool completed;		/* complete-multipart-upload answered 200 */
-	char *sha256;		/* hex, NULL until computed */
 };
 
 void store_file_clear(struct store_file *f);
@@ -168,6 +176,7 @@ int store_case_retry_wait(struct store *store, int64_t id, enum store_state from
 int store_case_resume(struct store *store, int64_t id, int to) GC_WUR;
 
 int store_case_set_held(struct store *store, int64_t id, bool held) GC_WUR;
+/* Re-doable (not synced on its own, see store_begin). */
 int store_case_set_progress(struct store *store, int64_t id, int64_t bytes_done, int64_t bytes_total);
 int store_case_set_results(struct store *store, int64_t id, const char *results);
 /* Reset attempts and error and set the state (used by retry). */
@@ -209,7 +218,8 @@ int store_file_set_upload(struct store *store, int64_t file_id, const char *uplo
 			  const char *upload_url, const char *multipart_id) GC_WUR;
 /* Forget the upload of a file (expired, aborted): parts are dropped too. */
 int store_file_reset_upload(struct store *store, int64_t file_id) GC_WUR;
-int store_file_set_completed(struct store *store, int64_t file_id, const char *sha256) GC_WUR;
+/* Mark the file's upload complete. Re-doable (not synced on its own, see store_begin). */
+int store_file_set_completed(struct store *store, int64_t file_id) GC_WUR;
 
 struct store_part {
 	int number;
@@ -217,7 +227,10 @@ struct store_part {
 	int64_t size;
 };
 
-/* Record one part acknowledged by storage (replaces an earlier record of the same number). */
+/*
+ * Record one part acknowledged by storage (replaces an earlier record of the same
+ * number). Re-doable (not synced on its own, see store_begin).
+ */
 int store_part_done(struct store *store, int64_t file_id, int number, const char *etag, int64_t size) GC_WUR;
 int store_part_list(struct store *store, int64_t file_id, struct store_part **ret_parts, size_t *ret_n) GC_WUR;
 void store_part_list_free(struct store_part *parts, size_t n);

@@ -10,7 +10,7 @@
  *   create  -> store_file_set_upload (pk, api_url, s3_upload_id) at once;
  *   presign -> URLs kept in memory only (they expire; asking again is free);
  *   PUT     -> store_part_done (number, ETag, size) for every part;
- *   complete-> store_file_set_completed (with the file's sha256).
+ *   complete-> store_file_set_completed.
  *
  * After a restart a file with an upload but not completed first lists the
  * parts the platform holds (list-parts) and keeps those whose size is right;
@@ -61,11 +61,11 @@ enum upload_phase {
 /* The main thread's state of one file. Use the API; visible for embedding. */
 struct upload_file {
 	int64_t file_id;
-	char *path;		/* absolute */
-	size_t root_len;		/* path[0..root_len) is the folder holding the case */
+	const char *case_root;	/* borrowed (upload_file_init): the case, or the one file */
+	bool single_file;	/* the path is case_root itself, not case_root/relpath */
+	size_t root_len;	/* case_root[0..root_len) is the folder holding the case */
 	char *relpath;
 	char *upload_name;
-	char *socket;
 	int64_t size;
 	int64_t mtime_ns;
 	enum upload_phase phase;
@@ -81,17 +81,18 @@ struct upload_file {
 	int in_flight;		/* PUTs out */
 	int parts_done;
 	int64_t bytes_done;	/* bytes of parts recorded */
-	char sha256[SHA256_HEX_SIZE];	/* "" until known */
 	enum upload_phase check_from;	/* a GET of the upload is due (check) ... */
 	bool check;			/* ... after a refusal in this phase */
-	bool hash_only;			/* completed on the platform: only the sha256 is missing */
 };
 
 /*
  * Set up 'uf' for the file row 'f' of a case whose files live under
  * 'case_root' (the case directory, or for a one-file case the file itself:
- * then relpath is not appended). The recorded parts are read from the store.
- * part_size 0 means UPLOAD_PART_SIZE. Returns 0 or a negative errno.
+ * then relpath is not appended). 'case_root' is borrowed: it must outlive
+ * 'uf' (the file's path is built from it for each operation, so that a case
+ * of many files does not hold a path per file). The recorded parts are read
+ * from the store. part_size 0 means UPLOAD_PART_SIZE. Returns 0 or a negative
+ * errno.
  */
 int upload_file_init(struct upload_file *uf, struct store *store, const struct store_file *f,
 		     const char *case_root, bool single_file, int64_t part_size) GC_WUR;

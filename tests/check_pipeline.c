@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backoff.h"
@@ -314,11 +315,22 @@ START_TEST(test_archive_case)
 	int64_t id;
 	cJSON *st, *items, *item, *u;
 	char *receipt, *done, *scan_path;
-	char sha[SHA256_HEX_SIZE];
+	char sha[SHA256_HEX_SIZE], mtime[64];
+	struct stat sb;
 
 	make_archive_case("c1");
 	scan_path = tu_strdupf("%s/in-a/c1/scan.mha", tmp);
 	ck_assert_int_eq(sha256_file(AT_FDCWD, scan_path, sha), 0);
+	/* The receipt names the file's size and mtime, what the upload was checked against. */
+	ck_assert_int_eq(stat(scan_path, &sb), 0);
+	{
+		struct tm tm;
+		size_t n;
+
+		ck_assert_ptr_nonnull(gmtime_r(&sb.st_mtim.tv_sec, &tm));
+		n = strftime(mtime, sizeof(mtime), "%Y-%m-%dT%H:%M:%S", &tm);
+		snprintf(mtime + n, sizeof(mtime) - n, ".%09ldZ", (long)sb.st_mtim.tv_nsec);
+	}
 	id = queue_case("arch", "in-a", "c1");
 	ck_assert_msg(run_until_done(&id, 1, 30000), "case not finished");
 	ck_assert_int_eq(state_of(id), STORE_SUCCEEDED);
@@ -349,7 +361,10 @@ START_TEST(test_archive_case)
 		ck_assert_ptr_nonnull(j);
 		ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(j, "state")), "succeeded");
 		f = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "files"), 0);
-		ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(f, "sha256")), sha);
+		ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(f, "mtime")), mtime);
+		ck_assert_int_eq((int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(f, "size")),
+				 (int64_t)sb.st_size);
+		ck_assert_ptr_null(cJSON_GetObjectItem(f, "sha256"));
 		ck_assert_ptr_nonnull(find_by(cJSON_GetObjectItem(j, "remote"), "kind",
 					      "archive-item"));
 		cJSON_Delete(j);

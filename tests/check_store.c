@@ -327,13 +327,12 @@ START_TEST(test_files_parts)
 	ck_assert_int_eq(fl[0].bytes_done, 250);
 	store_file_list_free(fl, n);
 
-	ck_assert_int_eq(store_file_set_completed(st, fid, "abcd"), 0);
+	ck_assert_int_eq(store_file_set_completed(st, fid), 0);
 	ck_assert_int_eq(store_file_list(st, id, &fl, &n), 0);
 	ck_assert(fl[0].completed);
-	ck_assert_str_eq(fl[0].sha256, "abcd");
 	store_file_list_free(fl, n);
 
-	/* Forgetting the upload drops its parts; the digest of the file stays. */
+	/* Forgetting the upload drops its parts. */
 	ck_assert_int_eq(store_file_reset_upload(st, fid), 0);
 	ck_assert_int_eq(store_part_list(st, fid, &parts, &n), 0);
 	ck_assert_uint_eq(n, 0);
@@ -344,7 +343,6 @@ START_TEST(test_files_parts)
 	ck_assert_int_eq(fl[0].parts_done, 0);
 	ck_assert_int_eq(fl[0].bytes_done, 0);
 	ck_assert(!fl[0].completed);
-	ck_assert_str_eq(fl[0].sha256, "abcd");
 	store_file_list_free(fl, n);
 
 	/* A new upload starts without the old parts. */
@@ -357,7 +355,7 @@ START_TEST(test_files_parts)
 	/* Rows that do not exist. */
 	ck_assert_int_eq(store_part_done(st, 4242, 1, "x", 1), -ENOENT);
 	ck_assert_int_eq(store_file_set_upload(st, 4242, "a", "b", "c"), -ENOENT);
-	ck_assert_int_eq(store_file_set_completed(st, 4242, NULL), -ENOENT);
+	ck_assert_int_eq(store_file_set_completed(st, 4242), -ENOENT);
 	ck_assert_int_eq(store_file_reset_upload(st, 4242), -ENOENT);
 	ck_assert_int_eq(store_part_done(st, fid, 0, "x", 1), -EINVAL);
 	store_close(st);
@@ -1498,6 +1496,96 @@ START_TEST(test_sigkill)
 }
 END_TEST
 
+/* Commits synced and relaxed since 'base' (the stats then). */
+static void
+sync_delta(struct store *st, const uint64_t base[2], uint64_t want_synced, uint64_t want_relaxed)
+{
+	uint64_t synced, relaxed;
+
+	store_sync_stats(st, &synced, &relaxed);
+	ck_assert_uint_eq(synced - base[0], want_synced);
+	ck_assert_uint_eq(relaxed - base[1], want_relaxed);
+}
+
+START_TEST(test_sync_policy)
+{
+	struct store *st;
+	struct store_file files[] = {{.relpath = "a", .size = 10, .mtime_ns = 1}};
+	struct store_case_new c = {
+	    .watch = "w", .name = "c", .fingerprint = "f", .state = STORE_QUEUED,
+	    .files = files, .n_files = 1,
+	};
+	struct store_file *fl = NULL;
+	struct store_part *parts = NULL;
+	uint64_t base[2];
+	int64_t id, fid;
+	size_t n = 0;
+	pid_t pid;
+	int status;
+
+	/*
+	 * Only commits made of re-doable rows skip the sync; anything else in
+	 * the same commit makes it a synced one. Both survive a kill.
+	 */
+	st = open_rw();
+	store_sync_stats(st, &base[0], &base[1]);
+	ck_assert_int_eq(store_case_insert(st, &c, &id), 0);
+	sync_delta(st, base, 1, 0);
+	ck_assert_int_eq(store_file_list(st, id, &fl, &n), 0);
+	fid = fl[0].id;
+	store_file_list_free(fl, n);
+	ck_assert_int_eq(store_file_set_upload(st, fid, "pk", NULL, "mp"), 0);
+	sync_delta(st, base, 2, 0);
+
+	/* Alone, or batched in one transaction: relaxed. */
+	ck_assert_int_eq(store_part_done(st, fid, 1, "e1", 5), 0);
+	sync_delta(st, base, 2, 1);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_part_done(st, fid, 2, "e2", 5), 0);
+	ck_assert_int_eq(store_file_set_completed(st, fid), 0);
+	ck_assert_int_eq(store_case_set_progress(st, id, 10, 10), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	sync_delta(st, base, 2, 2);
+
+	/* One strict row in the batch: synced. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_case_set_progress(st, id, 5, 10), 0);
+	ck_assert_int_eq(store_case_transition(st, id, STORE_QUEUED, STORE_UPLOADING, NULL), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	sync_delta(st, base, 3, 2);
+
+	/* Nothing written: no commit to sync. A rolled-back batch is forgotten. */
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_commit(st), 0);
+	sync_delta(st, base, 3, 2);
+	ck_assert_int_eq(store_begin(st), 0);
+	ck_assert_int_eq(store_part_done(st, fid, 3, "e3", 5), 0);
+	ck_assert_int_eq(store_rollback(st), 0);
+	ck_assert_int_eq(store_case_set_progress(st, id, 6, 10), 0);
+	sync_delta(st, base, 3, 3);
+	store_close(st);
+
+	/* A relaxed commit is in the -wal file when it returns: a kill keeps it. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (store_open(g_dir, 0, &st, NULL) < 0 || store_part_done(st, fid, 3, "e3", 5) < 0)
+			_exit(1);
+		raise(SIGKILL);
+		_exit(2);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	st = open_rw();
+	ck_assert_int_eq(store_part_list(st, fid, &parts, &n), 0);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(parts[2].etag, "e3");
+	store_part_list_free(parts, n);
+	ck_assert_int_eq(store_integrity_check(st, NULL), 0);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_migrate_empty_file)
 {
 	char *path = db_path();
@@ -2090,6 +2178,7 @@ store_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_reopen_roundtrip);
 	tcase_add_test(tc, test_sigkill);
+	tcase_add_test(tc, test_sync_policy);
 	tcase_add_test(tc, test_migrate_empty_file);
 	tcase_add_test(tc, test_migrate_from_v1);
 	tcase_add_test(tc, test_migrate_from_v3);
