@@ -1173,7 +1173,23 @@ on_find(struct jobs_run *run, struct store *store, struct pipeline_op *op, int64
 		return on_job_known(run, store, hit, now);
 	}
 	if (run->find_all && !only_values_and_images(run)) {
-		/* File inputs, no job with them: none was created. */
+		/*
+		 * File inputs, no job with them: none was created, unless a job
+		 * is still validating its inputs. The platform attaches a file
+		 * input only once its import is done, so until then the lost job
+		 * lists fewer inputs than the case has and matches nothing, and a
+		 * second POST would not be refused (the duplicate check needs
+		 * every input to exist): look again once it has validated.
+		 */
+		for (size_t i = 0; i < op->n_jobs; i++)
+			if (op->jobs[i].status != NULL &&
+			    strcmp(op->jobs[i].status, "Validating inputs") == 0) {
+				log_debug("job of '%s': a job of the algorithm is still validating "
+					  "its inputs, looking again before creating one",
+					  run->title);
+				poll_later(run, false);
+				return JOBS_PROGRESS;
+			}
 		run->phase = JOBS_CREATE;
 		return JOBS_PROGRESS;
 	}

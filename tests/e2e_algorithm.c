@@ -839,7 +839,12 @@ START_TEST(test_lost_create_without_session)
 	 * created twice: with only values the second POST is refused as a
 	 * duplicate and that refusal leads to the job; with a file input the
 	 * algorithm's jobs are searched first and no second POST is sent. Either
-	 * way: exactly one job, the case succeeded, its output written.
+	 * way: exactly one job, the case succeeded, its output written. The
+	 * file's import takes 100 ticks (5 s), so the daemon that looks for the
+	 * lost job meets it while it still lists only its value input (the
+	 * platform attaches a file input once imported): it must wait for the
+	 * job to validate instead of taking it for another and creating one
+	 * (with the default 1 tick this was a race that CI lost under TSan).
 	 */
 	char *vf_dir = tu_strdupf("%s/in-vf", dir);
 	char *results = tu_strdupf("%s/results-vf", dir);
@@ -859,9 +864,10 @@ START_TEST(test_lost_create_without_session)
 		fg, sessionless[_i].kill ?
 		"{\"rules\": [{\"route\": \"POST /api/v1/algorithms/jobs/\", \"action\": "
 		"\"latency\", \"latency\": 1.5, \"count\": 1}], "
-		"\"limits\": {\"min_part_size\": 1}}" :
+		"\"file_import_ticks\": 100, \"limits\": {\"min_part_size\": 1}}" :
 		"{\"rules\": [{\"route\": \"POST /api/v1/algorithms/jobs/\", \"action\": "
-		"\"truncate\", \"count\": 1}], \"limits\": {\"min_part_size\": 1}}"), 0);
+		"\"truncate\", \"count\": 1}], \"file_import_ticks\": 100, "
+		"\"limits\": {\"min_part_size\": 1}}"), 0);
 	ck_assert_int_eq(mkdir(stage, 0755), 0);
 	f = tu_strdupf("%s/case-metadata.json", stage);
 	tu_write_file(f, "{\"site\": \"V\", \"n\": 7}", -1, 0644);

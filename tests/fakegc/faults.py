@@ -67,7 +67,7 @@ class Faults:
         if not isinstance(cfg, dict):
             raise FaultError("the fault configuration must be a JSON object")
         known = {"seed", "rules", "down", "jobs", "imports", "complete", "presign_quota",
-                 "limits", "media_host"}
+                 "limits", "media_host", "file_import_ticks"}
         unknown = set(cfg) - known
         if unknown:
             raise FaultError(f"unknown keys {sorted(unknown)}")
@@ -95,6 +95,7 @@ class Faults:
             self.complete = dict(c, left=c.get("count", 1)) if c else None
             self.presign_quota = int((cfg.get("presign_quota") or {}).get("count", 0))
             self.media_host = cfg.get("media_host")
+            self.file_import_ticks = float(cfg.get("file_import_ticks") or 1)
             self.hits = {}
         with self.em.state.lock:
             self.em.limits.clear()

@@ -273,7 +273,8 @@ def apply(req, target, specs, on_settled=None):
         elif spec.get("user_upload") is not None:
             upload = spec["user_upload"]
             target.import_started(socket, {"user_upload": upload.pk})
-            state.schedule(1, import_file, req.emulator, target, socket, upload, on_settled)
+            state.schedule(req.emulator.faults.file_import_ticks, import_file, req.emulator,
+                           target, socket, upload, on_settled)
         elif spec.get("upload_session") is not None:
             session = spec["upload_session"]
             target.import_started(socket, {"upload_session": session.pk})
