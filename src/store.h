@@ -81,6 +81,8 @@ int store_file_version(struct store *store);
  * came from a re-doable write (store_part_done, store_file_set_completed,
  * store_case_set_progress): those may be lost to a power cut, never to a kill,
  * and a synced commit makes every earlier one durable (store.c, DESIGN).
+ * The outer BEGIN runs just before the group's first statement (its -EBUSY is
+ * that statement's); a group that ran none ends without touching the file.
  */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
