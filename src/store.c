@@ -333,6 +333,7 @@ enum stmt_id {
 	ST_CASE_DELETE,
 	ST_FILE_INSERT,
 	ST_FILE_LIST,
+	ST_FILE_GET,
 	ST_FILE_NAME,
 	ST_FILE_UPLOAD,
 	ST_FILE_RESET,
@@ -435,6 +436,7 @@ static const char *const stmt_sql[_ST_MAX] = {
 		"INSERT INTO files (case_id, relpath, upload_name, socket, size, mtime_ns) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_FILE_LIST] = "SELECT " FILE_COLS " FROM files WHERE case_id = ?1 ORDER BY relpath",
+	[ST_FILE_GET] = "SELECT " FILE_COLS " FROM files WHERE id = ?1",
 	[ST_FILE_NAME] = "UPDATE files SET upload_name = ?2, socket = ?3 WHERE id = ?1",
 	[ST_FILE_UPLOAD] =
 		"UPDATE files SET upload_pk = ?2, upload_url = ?3, multipart_id = ?4, "
@@ -2455,6 +2457,25 @@ store_file_list(struct store *store, int64_t case_id, struct store_file **ret_fi
 	*ret_files = arr;
 	*ret_n = n;
 	return 0;
+}
+
+int
+store_file_get(struct store *store, int64_t file_id, struct store_file *ret_file)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = stmt_get(store, ST_FILE_GET, &st);
+	if (r < 0)
+		return r;
+	bind_i64(store, st, 1, file_id);
+	r = stmt_step(store, st);
+	if (r == 1)
+		r = file_from_row(st, ret_file);
+	else if (r == 0)
+		r = -ENOENT;
+	stmt_put(store, ST_FILE_GET, st);
+	return r;
 }
 
 /* Run a prepared UPDATE/DELETE of one row; -ENOENT when it matched none. */

@@ -214,6 +214,12 @@ int store_case_forget(struct store *store, int64_t id);
 int store_file_list(struct store *store, int64_t case_id, struct store_file **ret_files, size_t *ret_n) GC_WUR;
 void store_file_list_free(struct store_file *files, size_t n);
 
+/*
+ * One file row by id, into *ret_file (free its strings with store_file_clear).
+ * Returns 0, -ENOENT when there is no such row, or another negative errno.
+ */
+int store_file_get(struct store *store, int64_t file_id, struct store_file *ret_file) GC_WUR;
+
 int store_file_set_upload_name(struct store *store, int64_t file_id, const char *upload_name, const char *socket);
 /* Record the upload created for a file (before any part is sent). */
 int store_file_set_upload(struct store *store, int64_t file_id, const char *upload_pk,
