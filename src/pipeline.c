@@ -18,7 +18,11 @@
  *   PREPARE  map the files to sockets (casemap_map; a case that cannot
  *            succeed fails here, before any upload), give every file its
  *            upload name (persisted), queued -> uploading;
- *   UPLOAD   every file through upload.c; uploading -> importing;
+ *   UPLOAD   every file through upload.c; uploading -> importing. Only the
+ *            files being uploaded are in memory, opened from their rows and
+ *            freed once their completion is recorded; the case keeps a file id
+ *            per file, and the import (or the job's inputs) is built from the
+ *            rows, so memory does not grow with a case's file count;
  *   IMPORT   sessions, the item, the values, polling (dest.c);
  *   JOB      algorithm watches instead of IMPORT (jobs.c): sessions, the job
  *            (uploading -> submitted when it exists -> running when it left
@@ -136,9 +140,12 @@ struct pl_case {
 	size_t n_cands;
 	struct casemap_result map;
 	bool have_map;
-	struct upload_file *files;
+	int64_t *file_ids;		/* the files to upload (rows), in the map's order */
 	size_t n_files;
-	size_t first_open;		/* files[0 .. first_open) are all uploaded */
+	size_t next_file;		/* file_ids[next_file ..) not opened yet */
+	struct pl_file *open;		/* the files being uploaded, in order */
+	int64_t bytes_closed;		/* bytes of the files uploaded and closed */
+	bool single_file;		/* a one-file case: sc.path is the file */
 	struct dest_import imp;
 	bool have_imp;
 	struct jobs_run run;		/* algorithm watches */
@@ -160,6 +167,12 @@ struct pl_case {
 	int checks_out;			/* PC_CHECK: GETs out */
 	bool checks_reset;		/* PC_CHECK: an upload was reset */
 	bool finished;			/* removed from the list at the end of the turn */
+};
+
+/* A file being uploaded: opened from its row, closed (freed) once done. */
+struct pl_file {
+	struct upload_file uf;		/* first: op->sub points here */
+	struct pl_file *next;
 };
 
 struct pl_worker {
@@ -557,9 +570,14 @@ static void
 case_free(struct pl_case *c)
 {
 	free_waiting(c);
-	for (size_t i = 0; i < c->n_files; i++)
-		upload_file_done(&c->files[i]);
-	free(c->files);
+	while (c->open != NULL) {
+		struct pl_file *f = c->open;
+
+		c->open = f->next;
+		upload_file_done(&f->uf);
+		free(f);
+	}
+	free(c->file_ids);
 	if (c->have_imp)
 		dest_import_done(&c->imp);
 	if (c->have_run)
@@ -733,8 +751,8 @@ case_finalize(struct pipeline *p, struct pl_case *c)
 		finish_failed(p, c);
 		break;
 	case END_CHANGED:
-		for (size_t i = 0; i < c->n_files; i++) {
-			struct pipeline_op *op = upload_file_abort_op(&c->files[i]);
+		for (struct pl_file *f = c->open; f != NULL; f = f->next) {
+			struct pipeline_op *op = upload_file_abort_op(&f->uf);
 
 			if (op != NULL)
 				submit_abort(p, op);
@@ -846,22 +864,20 @@ op_failed(struct pipeline *p, struct pl_case *c, struct pipeline_op *op)
 }
 
 static void build_import(struct pipeline *p, struct pl_case *c);
+static void check_uploads(struct pipeline *p, struct pl_case *c);
 
 static void
 on_check_done(struct pipeline *p, struct pl_case *c, struct pipeline_op *op)
 {
-	struct upload_file *uf = op->sub;
-
 	c->checks_out--;
 	if (op->cancelled)
 		return;
 	if (op->err.cls == API_GONE ||
 	    (op->err.cls == API_OK && (op->upload.status == NULL ||
 				       strcmp(op->upload.status, "Completed") != 0))) {
-		if (store_file_reset_upload(p->store, uf->file_id) == 0) {
-			upload_file_restart(uf);
+		/* No file is open now: UPLOAD opens them again from their rows. */
+		if (store_file_reset_upload(p->store, op->file_id) == 0)
 			c->checks_reset = true;
-		}
 	} else if (op->err.cls != API_OK) {
 		op_failed(p, c, op);
 	}
@@ -922,25 +938,44 @@ dest_event(struct pipeline *p, struct pl_case *c, struct pipeline_op *op, enum d
 		c->phase = PC_CHECK;
 		c->checks_reset = false;
 		c->failures++;
-		for (size_t i = 0; i < c->n_files; i++) {
-			struct upload_file *uf = &c->files[i];
-			struct pipeline_op *g;
-
-			if (uf->up.pk == NULL)
-				continue;
-			g = pipeline_op_new(PIPELINE_OP_UPLOAD_GET);
-			if (g == NULL || (g->upload.pk = strdup(uf->up.pk)) == NULL) {
-				pipeline_op_free(g);
-				continue;
-			}
-			g->sub = uf;
-			g->owner = c;
-			g->next = c->waiting;
-			c->waiting = g;
-			c->checks_out++;
-		}
+		check_uploads(p, c);
 		break;
 	}
+}
+
+/*
+ * CHECK: one GET per upload of the case, from the file rows (a rare event: the
+ * rows are read once, and no file is held open between UPLOAD and IMPORT).
+ */
+static void
+check_uploads(struct pipeline *p, struct pl_case *c)
+{
+	struct store_file *files = NULL;
+	size_t nf = 0;
+
+	if (store_file_list(p->store, c->sc.id, &files, &nf) < 0) {
+		log_warning("case '%s': cannot read its files from the queue: %s", c->sc.name,
+			    store_errmsg(p->store));
+		return;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		struct pipeline_op *g;
+
+		if (files[i].upload_pk == NULL)
+			continue;
+		g = pipeline_op_new(PIPELINE_OP_UPLOAD_GET);
+		if (g == NULL || (g->upload.pk = strdup(files[i].upload_pk)) == NULL) {
+			pipeline_op_free(g);
+			continue;
+		}
+		g->file_id = files[i].id;
+		g->sub = c;	/* not a file: on_check_done() takes it */
+		g->owner = c;
+		g->next = c->waiting;
+		c->waiting = g;
+		c->checks_out++;
+	}
+	store_file_list_free(files, nf);
 }
 
 /* Mark the case's state with the job's, when it is behind (submitted, running). */
@@ -1220,13 +1255,16 @@ file_by_relpath(struct store_file *files, size_t n, const char *relpath)
 	return NULL;
 }
 
+/*
+ * Persist each mapped file's upload name and socket, and list the files to
+ * upload (their row ids, in the map's order) and their total size.
+ */
 static int
 set_values(struct pipeline *p, struct pl_case *c, char **names)
 {
 	struct store_file *files = NULL;
 	size_t nf = 0;
 	size_t total = 0;
-	bool single = !c->scan.is_dir;
 	int r;
 
 	r = store_file_list(p->store, c->sc.id, &files, &nf);
@@ -1235,8 +1273,9 @@ set_values(struct pipeline *p, struct pl_case *c, char **names)
 	for (size_t v = 0; v < c->map.n; v++)
 		if (c->map.values[v].source == CASEMAP_SRC_FILES)
 			total += c->map.values[v].n_files;
-	c->files = calloc(total + 1, sizeof(*c->files));
-	if (c->files == NULL) {
+	c->single_file = !c->scan.is_dir;
+	c->file_ids = calloc(total + 1, sizeof(*c->file_ids));
+	if (c->file_ids == NULL) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -1264,12 +1303,8 @@ set_values(struct pipeline *p, struct pl_case *c, char **names)
 				f->upload_name = strdup(names[cv->files[k]]);
 				f->socket = strdup(cv->socket);
 			}
-			r = upload_file_init(&c->files[c->n_files], p->store, f, c->sc.path, single,
-					     p->o.part_size);
-			if (r < 0)
-				goto out;
+			c->file_ids[c->n_files++] = f->id;
 			c->bytes_total += f->size;
-			c->n_files++;
 		}
 	}
 	r = 0;
@@ -1371,6 +1406,7 @@ build_run(struct pipeline *p, struct pl_case *c)
 {
 	struct jobs_input *in = NULL;
 	struct jobs_opts jo = {0};
+	struct store_file *rows = NULL;
 	char **urls = NULL, **names = NULL;
 	char *case_dir = NULL;
 	int r = -ENOMEM;
@@ -1380,13 +1416,18 @@ build_run(struct pipeline *p, struct pl_case *c)
 		c->have_run = false;
 	}
 	if (c->have_map) {
+		/* From the file rows: a job's inputs are few files, read once. */
+		rows = calloc(c->n_files + 1, sizeof(*rows));
 		urls = calloc(c->n_files + 1, sizeof(char *));
 		names = calloc(c->n_files + 1, sizeof(char *));
-		if (urls == NULL || names == NULL)
+		if (rows == NULL || urls == NULL || names == NULL)
 			goto out;
 		for (size_t i = 0; i < c->n_files; i++) {
-			urls[i] = c->files[i].up.api_url;
-			names[i] = c->files[i].upload_name;
+			r = store_file_get(p->store, c->file_ids[i], &rows[i]);
+			if (r < 0)
+				goto out;
+			urls[i] = rows[i].upload_url;
+			names[i] = rows[i].upload_name;
 		}
 		r = jobs_inputs_build(&c->map, urls, names, c->n_files, &in);
 		if (r < 0)
@@ -1419,6 +1460,8 @@ build_run(struct pipeline *p, struct pl_case *c)
 out:
 	if (in != NULL)
 		jobs_inputs_free(in, c->map.n);
+	if (rows != NULL)
+		store_file_list_free(rows, c->n_files);
 	free(urls);
 	free(names);
 	free(case_dir);
@@ -1459,8 +1502,14 @@ build_import(struct pipeline *p, struct pl_case *c)
 		if (dv->upload_urls == NULL)
 			break;
 		for (size_t k = 0; k < cv->n_files && fi < c->n_files; k++, fi++) {
-			dv->upload_urls[k] = strdup(c->files[fi].up.api_url != NULL ?
-						    c->files[fi].up.api_url : "");
+			struct store_file row;
+
+			r = store_file_get(p->store, c->file_ids[fi], &row);
+			if (r < 0)
+				goto fail;
+			dv->upload_urls[k] = row.upload_url != NULL ? row.upload_url : strdup("");
+			row.upload_url = NULL;
+			store_file_clear(&row);
 			dv->n_uploads++;
 		}
 	}
@@ -1473,36 +1522,115 @@ build_import(struct pipeline *p, struct pl_case *c)
 		return;
 	}
 	c->have_imp = true;
+	return;
+fail:
+	dest_values_free(vals, c->map.n);
+	case_end(p, c, END_RETRY, "cannot prepare the import: %s", strerror(-r));
+}
+
+/* Free the open files that are uploaded (recorded in their rows) and have no op out. */
+static void
+close_done(struct pl_case *c)
+{
+	struct pl_file **link = &c->open;
+
+	while (*link != NULL) {
+		struct pl_file *f = *link;
+
+		if (f->uf.phase != UPLOAD_DONE || f->uf.busy || f->uf.presigning ||
+		    f->uf.in_flight > 0) {
+			link = &f->next;
+			continue;
+		}
+		*link = f->next;
+		c->bytes_closed += f->uf.size;
+		upload_file_done(&f->uf);
+		free(f);
+	}
+}
+
+/* Open the next file of the case from its row (its recorded upload and parts). */
+static int
+open_next(struct pipeline *p, struct pl_case *c, struct pl_file **ret_file)
+{
+	struct store_file row;
+	struct pl_file *f;
+	int r;
+
+	r = store_file_get(p->store, c->file_ids[c->next_file], &row);
+	if (r < 0)
+		return r;
+	f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		store_file_clear(&row);
+		return -ENOMEM;
+	}
+	r = upload_file_init(&f->uf, p->store, &row, c->sc.path, c->single_file,
+			     p->o.part_size);
+	store_file_clear(&row);
+	if (r < 0) {
+		free(f);
+		return r;
+	}
+	c->next_file++;
+	*ret_file = f;
+	return 0;
 }
 
 /*
  * UPLOAD: hand out the next ops of the files, in order, within the budget.
- * Files finish roughly in order, so the done prefix is skipped with a cursor
- * (first_open) instead of being walked on every turn: with many files a walk
- * over all of them per op result made a case's cost grow with the square of
- * its file count.
+ * Only the files being uploaded are in memory (c->open, about as many as ops
+ * fit in the budget): a file is opened from its row when the budget reaches
+ * it and freed once its completion is recorded, so a case of many files holds
+ * nothing for the files done or not started, and the import is built from the
+ * rows. Files finish roughly in order, so the list stays short and is walked
+ * on every turn.
  */
 static void
 adv_upload(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 {
-	while (c->first_open < c->n_files && c->files[c->first_open].phase == UPLOAD_DONE)
-		c->first_open++;
-	for (size_t i = c->first_open; i < c->n_files && budget > 0; i++) {
-		struct upload_file *uf = &c->files[i];
+	struct pl_file **tail = &c->open;
+	int r;
+
+	close_done(c);
+	for (struct pl_file *f = c->open; f != NULL; f = f->next) {
 		int n;
 
-		if (uf->phase == UPLOAD_DONE)
+		tail = &f->next;
+		if (budget <= 0 || f->uf.phase == UPLOAD_DONE)
 			continue;
-		n = upload_file_next(uf, now, budget, &c->waiting);
-		if (n > 0) {
+		n = upload_file_next(&f->uf, now, budget, &c->waiting);
+		if (n > 0)
 			budget -= n;
-			for (struct pipeline_op *op = c->waiting; op != NULL; op = op->next)
-				op->owner = c;
-		}
 	}
-	while (c->first_open < c->n_files && c->files[c->first_open].phase == UPLOAD_DONE)
-		c->first_open++;
-	if (c->first_open < c->n_files || c->inflight > 0 || c->waiting != NULL)
+	while (budget > 0 && c->next_file < c->n_files) {
+		struct pl_file *f = NULL;
+		int n;
+
+		r = open_next(p, c, &f);
+		if (r < 0) {
+			case_end(p, c, END_RETRY, "cannot read a file of the case from the queue: %s",
+				 strerror(-r));
+			return;
+		}
+		if (f->uf.phase == UPLOAD_DONE) {
+			/* Completed before a restart (or a check): nothing to hold. */
+			c->bytes_closed += f->uf.size;
+			upload_file_done(&f->uf);
+			free(f);
+			continue;
+		}
+		*tail = f;
+		tail = &f->next;
+		n = upload_file_next(&f->uf, now, budget, &c->waiting);
+		if (n > 0)
+			budget -= n;
+	}
+	for (struct pipeline_op *op = c->waiting; op != NULL; op = op->next)
+		op->owner = c;
+	close_done(c);
+	if (c->open != NULL || c->next_file < c->n_files || c->inflight > 0 ||
+	    c->waiting != NULL)
 		return;
 	if (is_alg(c)) {
 		/* The case stays "uploading" until the job exists ("submitted"). */
@@ -1654,7 +1782,8 @@ adv_check(struct pipeline *p, struct pl_case *c)
 	}
 	case_log(LOG_NOTICE, c, LOG_MID_CASE_STATE, "uploading", -1,
 		 "some uploads expired on the platform; sending them again");
-	c->first_open = 0;	/* some files are no longer done */
+	c->next_file = 0;	/* some files are no longer done: open them all again */
+	c->bytes_closed = 0;
 	c->phase = PC_UPLOAD;
 }
 
@@ -1699,10 +1828,10 @@ case_advance(struct pipeline *p, struct pl_case *c, int64_t now, int budget)
 		break;
 	}
 	if (c->phase == PC_UPLOAD && !c->stopping && now - c->progress_ms >= PROGRESS_EVERY_MS) {
-		int64_t done = 0;
+		int64_t done = c->bytes_closed;
 
-		for (size_t i = 0; i < c->n_files; i++)
-			done += c->files[i].bytes_done;
+		for (struct pl_file *f = c->open; f != NULL; f = f->next)
+			done += f->uf.bytes_done;
 		if (done != c->progress_bytes) {
 			(void)store_case_set_progress(p->store, c->sc.id, done, c->bytes_total);
 			c->progress_bytes = done;

@@ -103,6 +103,7 @@ struct pipeline_op {
 	int64_t exp_mtime_ns;
 	size_t root_len;		/* path[0..root_len) is the folder holding the case */
 	int number;			/* PUT: part number */
+	int64_t file_id;		/* upload check GET: the file's row (pipeline.c) */
 	char *url;			/* PUT: presigned URL; gets: the api_url */
 	char *title;			/* item create / find; upload create: the filename */
 	char *parent;			/* item create: archive url / reader-study slug; find: pk */

@@ -102,7 +102,10 @@
  * Transactions nest: the outermost store_begin() is BEGIN IMMEDIATE (the write
  * lock is taken at once, so the busy timeout applies and no transaction fails
  * half-way with SQLITE_BUSY on lock upgrade); inner ones are SAVEPOINTs, so an
- * inner rollback undoes only its own work. Every multi-statement function
+ * inner rollback undoes only its own work. The outer BEGIN runs with the
+ * group's first statement, not in store_begin(): the daemon opens a group on
+ * every loop turn, and most turns of an upload (a presign's answer, a PUT still
+ * out) run no statement; an empty group costs no lock calls and no commit. Every multi-statement function
  * (a transition and its event row, a case and its files) runs in such a nested
  * transaction, so inside a caller's batch it does not commit on its own.
  *
@@ -330,6 +333,7 @@ enum stmt_id {
 	ST_CASE_DELETE,
 	ST_FILE_INSERT,
 	ST_FILE_LIST,
+	ST_FILE_GET,
 	ST_FILE_NAME,
 	ST_FILE_UPLOAD,
 	ST_FILE_RESET,
@@ -432,6 +436,7 @@ static const char *const stmt_sql[_ST_MAX] = {
 		"INSERT INTO files (case_id, relpath, upload_name, socket, size, mtime_ns) "
 		"VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_FILE_LIST] = "SELECT " FILE_COLS " FROM files WHERE case_id = ?1 ORDER BY relpath",
+	[ST_FILE_GET] = "SELECT " FILE_COLS " FROM files WHERE id = ?1",
 	[ST_FILE_NAME] = "UPDATE files SET upload_name = ?2, socket = ?3 WHERE id = ?1",
 	[ST_FILE_UPLOAD] =
 		"UPDATE files SET upload_pk = ?2, upload_url = ?3, multipart_id = ?4, "
@@ -519,6 +524,8 @@ struct store {
 	int depth;
 	/* SQLite ended the transaction by itself (e.g. SQLITE_FULL): unwind only. */
 	bool txn_lost;
+	/* The outer store_begin() has not run its BEGIN yet: the first statement will. */
+	bool begin_pending;
 	/* First error of the bind_*() calls since the last stmt_get(). */
 	int bind_rc;
 	/* Durability (see DESIGN): total changes at the last commit, re-doable ones since. */
@@ -711,6 +718,25 @@ sql_fail(struct store *s, int rc)
 	return errno_from_sqlite(rc);
 }
 
+static int stmt_exec(struct store *s, enum stmt_id id);
+
+/*
+ * Run the BEGIN that the outer store_begin() put off. When it fails (the lock
+ * stayed taken for the whole busy timeout) it stays pending, so that no later
+ * statement of the group runs outside a transaction: each tries it again.
+ */
+static int
+txn_open(struct store *s)
+{
+	int r;
+
+	s->begin_pending = false;
+	r = stmt_exec(s, s->readonly ? ST_BEGIN_READ : ST_BEGIN);
+	if (r < 0)
+		s->begin_pending = true;
+	return r;
+}
+
 /*
  * The cached statement 'id', or a private copy when the cached one is running.
  * Give it back with stmt_put().
@@ -721,6 +747,12 @@ stmt_get(struct store *s, enum stmt_id id, sqlite3_stmt **ret)
 	sqlite3_stmt *st = s->stmts[id];
 	int rc;
 
+	if (s->begin_pending && id != ST_BEGIN && id != ST_BEGIN_READ) {
+		int r = txn_open(s);
+
+		if (r < 0)
+			return r;
+	}
 	s->bind_rc = SQLITE_OK;
 	if (st != NULL && !sqlite3_stmt_busy(st)) {
 		*ret = st;
@@ -967,20 +999,26 @@ stmt_exec(struct store *s, enum stmt_id id)
 
 /*
  * Begin a transaction, or a savepoint inside one. The outer transaction of a
- * read-write handle takes the write lock at once (BEGIN IMMEDIATE); that of a
- * read-only handle is a plain BEGIN, which gives its reads one snapshot.
- * Returns 0, -EBUSY when the lock stayed taken for the whole busy timeout,
- * -EROFS, or another negative errno.
+ * read-write handle takes the write lock (BEGIN IMMEDIATE); that of a
+ * read-only handle is a plain BEGIN, which gives its reads one snapshot. The
+ * outer BEGIN is put off until the group's first statement runs (just before
+ * it, so every statement of the group is inside the transaction as before),
+ * and a group that ran none commits or rolls back without touching the file:
+ * a loop turn that wrote nothing costs no locks. Returns 0, -EBUSY when the
+ * lock stayed taken for the whole busy timeout (for the outer BEGIN: from the
+ * first statement), -EROFS, or another negative errno.
  */
 int
 store_begin(struct store *store)
 {
 	int r;
 
-	if (store->depth == 0)
-		r = stmt_exec(store, store->readonly ? ST_BEGIN_READ : ST_BEGIN);
-	else
-		r = stmt_exec(store, ST_SAVEPOINT);
+	if (store->depth == 0) {
+		store->begin_pending = true;
+		store->depth = 1;
+		return 0;
+	}
+	r = stmt_exec(store, ST_SAVEPOINT);
 	if (r < 0)
 		return r;
 	store->depth++;
@@ -1000,6 +1038,12 @@ store_commit(struct store *store)
 
 	if (store->depth <= 0)
 		return -EINVAL;
+	if (store->begin_pending) {
+		/* Nothing ran (depth is 1: a savepoint would have run the BEGIN). */
+		store->begin_pending = false;
+		store->depth = 0;
+		return 0;
+	}
 	if (store->txn_lost || sqlite3_get_autocommit(store->db)) {
 		/* SQLite already rolled the whole transaction back. */
 		store->txn_lost = --store->depth > 0;
@@ -1035,6 +1079,11 @@ store_rollback(struct store *store)
 
 	if (store->depth <= 0)
 		return -EINVAL;
+	if (store->begin_pending) {
+		store->begin_pending = false;
+		store->depth = 0;
+		return 0;
+	}
 	if (store->txn_lost || sqlite3_get_autocommit(store->db)) {
 		store->txn_lost = --store->depth > 0;
 		return 0;
@@ -2408,6 +2457,25 @@ store_file_list(struct store *store, int64_t case_id, struct store_file **ret_fi
 	*ret_files = arr;
 	*ret_n = n;
 	return 0;
+}
+
+int
+store_file_get(struct store *store, int64_t file_id, struct store_file *ret_file)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = stmt_get(store, ST_FILE_GET, &st);
+	if (r < 0)
+		return r;
+	bind_i64(store, st, 1, file_id);
+	r = stmt_step(store, st);
+	if (r == 1)
+		r = file_from_row(st, ret_file);
+	else if (r == 0)
+		r = -ENOENT;
+	stmt_put(store, ST_FILE_GET, st);
+	return r;
 }
 
 /* Run a prepared UPDATE/DELETE of one row; -ENOENT when it matched none. */

@@ -81,6 +81,8 @@ int store_file_version(struct store *store);
  * came from a re-doable write (store_part_done, store_file_set_completed,
  * store_case_set_progress): those may be lost to a power cut, never to a kill,
  * and a synced commit makes every earlier one durable (store.c, DESIGN).
+ * The outer BEGIN runs just before the group's first statement (its -EBUSY is
+ * that statement's); a group that ran none ends without touching the file.
  */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
@@ -211,6 +213,12 @@ int store_case_forget(struct store *store, int64_t id);
 /* All files of a case in relpath order; *ret_files is a malloc'd array. */
 int store_file_list(struct store *store, int64_t case_id, struct store_file **ret_files, size_t *ret_n) GC_WUR;
 void store_file_list_free(struct store_file *files, size_t n);
+
+/*
+ * One file row by id, into *ret_file (free its strings with store_file_clear).
+ * Returns 0, -ENOENT when there is no such row, or another negative errno.
+ */
+int store_file_get(struct store *store, int64_t file_id, struct store_file *ret_file) GC_WUR;
 
 int store_file_set_upload_name(struct store *store, int64_t file_id, const char *upload_name, const char *socket);
 /* Record the upload created for a file (before any part is sent). */
