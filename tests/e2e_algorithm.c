@@ -918,13 +918,7 @@ END_TEST
 static int
 log_count(const char *s)
 {
-	char *log = tu_read_file(log_path, NULL);
-	int n = 0;
-
-	for (const char *p = log; p != NULL && (p = strstr(p, s)) != NULL; p += strlen(s))
-		n++;
-	free(log);
-	return n;
+	return tu_count_in_file(log_path, s);
 }
 
 static bool

@@ -73,6 +73,18 @@ tu_strdupf(const char *fmt, ...)
 	return s;
 }
 
+int
+tu_count_in_file(const char *path, const char *s)
+{
+	char *text = tu_read_file(path, NULL);
+	int n = 0;
+
+	for (const char *p = text; p != NULL && (p = strstr(p, s)) != NULL; p += strlen(s))
+		n++;
+	free(text);
+	return n;
+}
+
 char *
 tu_read_file(const char *path, size_t *ret_len)
 {

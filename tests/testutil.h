@@ -30,6 +30,9 @@ char *tu_strdupf(const char *fmt, ...) GC_PRINTF(1, 2);
 /* Read a whole file into a malloc'd NUL-terminated string; NULL when unreadable. */
 char *tu_read_file(const char *path, size_t *ret_len);
 
+/* How often 's' occurs in the file at 'path' (0 when unreadable). */
+int tu_count_in_file(const char *path, const char *s);
+
 /* The value of an environment variable the test harness sets, or 'fallback'. */
 const char *tu_env(const char *name, const char *fallback);
 
